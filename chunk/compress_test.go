@@ -1,0 +1,199 @@
+package chunk_test
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/drctl/drctl/chunk"
+)
+
+func TestCodecEncodeDecode(t *testing.T) {
+	c := testCodec(t)
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 5000)
+	tests := []struct {
+		name  string
+		plain []byte
+		// maxRatio bounds the stored size relative to the plaintext for
+		// compressible data; 0 means the data is incompressible and must be
+		// stored raw.
+		maxRatio float64
+	}{
+		{"empty", nil, 0},
+		{"empty non-nil", []byte{}, 0},
+		{"one byte", []byte{42}, 0},
+		{"random 100", randomBytes(1, 100), 0},
+		{"random 64KiB", randomBytes(2, 64<<10), 0},
+		{"random 1MiB", randomBytes(3, 1<<20), 0},
+		{"zeros 1MiB", make([]byte, 1<<20), 0.01},
+		{"text", text, 0.05},
+		{"fs-like 1MiB", syntheticFS(4, 1<<20), 0.8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := c.BlobID(tc.plain)
+			stored := c.Encode(nil, tc.plain)
+			if max := len(tc.plain) + 1 + chunk.Overhead; len(stored) > max {
+				t.Fatalf("stored %d bytes for %d plaintext bytes, more than %d", len(stored), len(tc.plain), max)
+			}
+			if tc.maxRatio == 0 {
+				if want := len(tc.plain) + 1 + chunk.Overhead; len(stored) != want {
+					t.Errorf("incompressible: stored %d bytes, want raw %d", len(stored), want)
+				}
+			} else if ratio := float64(len(stored)) / float64(len(tc.plain)); ratio > tc.maxRatio {
+				t.Errorf("compressible: stored/plain = %.3f, want ≤ %.3f", ratio, tc.maxRatio)
+			}
+			if len(tc.plain) >= 16 && bytes.Contains(stored, tc.plain[:min(len(tc.plain), 32)]) {
+				t.Error("stored form contains the plaintext: not encrypted")
+			}
+			got, err := c.Decode(nil, stored, id)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if !bytes.Equal(got, tc.plain) {
+				t.Fatalf("Decode returned %d bytes that differ from the %d-byte plaintext", len(got), len(tc.plain))
+			}
+			// The zero id skips the check.
+			if got, err := c.Decode(nil, stored, chunk.ID{}); err != nil || !bytes.Equal(got, tc.plain) {
+				t.Fatalf("Decode with the zero id: %v", err)
+			}
+		})
+	}
+}
+
+// Encode and Decode append to dst, and the id check covers only what was
+// appended.
+func TestCodecAppend(t *testing.T) {
+	c := testCodec(t)
+	for _, plain := range [][]byte{nil, randomBytes(5, 3000), bytes.Repeat([]byte("ab"), 3000)} {
+		prefix := []byte("some earlier bytes")
+		stored := c.Encode(append([]byte(nil), prefix...), plain)
+		if !bytes.HasPrefix(stored, prefix) {
+			t.Fatal("Encode did not append to dst")
+		}
+		stored = stored[len(prefix):]
+		got, err := c.Decode(append([]byte(nil), prefix...), stored, c.BlobID(plain))
+		if err != nil {
+			t.Fatalf("Decode into a non-empty dst: %v", err)
+		}
+		if !bytes.Equal(got, append(append([]byte(nil), prefix...), plain...)) {
+			t.Fatal("Decode did not append the plaintext to dst")
+		}
+	}
+}
+
+func TestCodecDecodeWrongID(t *testing.T) {
+	c := testCodec(t)
+	for _, plain := range [][]byte{[]byte("hello"), randomBytes(6, 10000), make([]byte, 10000)} {
+		stored := c.Encode(nil, plain)
+		wrong := c.BlobID(append([]byte("x"), plain...))
+		_, err := c.Decode(nil, stored, wrong)
+		if !errors.Is(err, chunk.ErrIDMismatch) {
+			t.Fatalf("Decode with a wrong id: err = %v, want ErrIDMismatch", err)
+		}
+		if errors.Is(err, chunk.ErrAuth) {
+			t.Fatalf("id mismatch reported as an authentication failure: %v", err)
+		}
+	}
+}
+
+func TestCodecDecodeCorrupt(t *testing.T) {
+	c := testCodec(t)
+	for _, plain := range [][]byte{nil, []byte("short"), randomBytes(7, 2000), bytes.Repeat([]byte("compress me "), 500)} {
+		stored := c.Encode(nil, plain)
+		id := c.BlobID(plain)
+		for bit := 0; bit < 8*len(stored); bit += 1 + bit/64 {
+			if _, err := c.Decode(nil, flipBit(stored, bit), id); !errors.Is(err, chunk.ErrAuth) {
+				t.Fatalf("%d-byte blob, bit %d flipped: err = %v, want ErrAuth", len(plain), bit, err)
+			}
+		}
+		for n := 0; n < len(stored); n += 1 + n/16 {
+			if _, err := c.Decode(nil, stored[:n], id); !errors.Is(err, chunk.ErrAuth) {
+				t.Fatalf("%d-byte blob truncated to %d: err = %v, want ErrAuth", len(plain), n, err)
+			}
+		}
+		other := newCodec(t, randomKey(t))
+		if _, err := other.Decode(nil, stored, id); !errors.Is(err, chunk.ErrAuth) {
+			t.Fatalf("wrong key: err = %v, want ErrAuth", err)
+		}
+	}
+}
+
+// Payloads that authenticate but are not valid codec output (only a key
+// holder can make them) give errors, not panics.
+func TestCodecDecodeBadPayload(t *testing.T) {
+	c := testCodec(t)
+	k := c.Key()
+	tests := []struct {
+		name    string
+		inner   []byte
+		wantErr error // nil: any error
+	}{
+		{"empty payload", nil, chunk.ErrAuth},
+		{"unknown mode", []byte{7, 1, 2, 3}, nil},
+		{"zstd garbage", append([]byte{1}, randomBytes(8, 100)...), nil},
+		{"zstd empty", []byte{1}, nil},
+		{"zstd frame header claiming 1 TiB", []byte{1, 0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 0, 1, 0, 0}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := c.Decode(nil, k.Seal(nil, tc.inner), chunk.ID{})
+			if err == nil {
+				if tc.name == "zstd empty" && len(out) == 0 {
+					return // an empty zstd stream is a valid empty blob
+				}
+				t.Fatalf("Decode succeeded with %d bytes", len(out))
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCodecSealOpen(t *testing.T) {
+	c := testCodec(t)
+	for _, plain := range [][]byte{nil, []byte(`{"version":1}`), bytes.Repeat([]byte("meta "), 10000), randomBytes(9, 5000)} {
+		sealed := c.Seal(plain)
+		got, err := c.Open(sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, plain) {
+			t.Fatal("Open(Seal(x)) != x")
+		}
+		if _, err := c.Open(flipBit(sealed, 8*len(sealed)-1)); !errors.Is(err, chunk.ErrAuth) {
+			t.Fatalf("tampered: err = %v, want ErrAuth", err)
+		}
+	}
+	if _, err := c.Open(randomBytes(10, 100)); !errors.Is(err, chunk.ErrAuth) {
+		t.Fatalf("random bytes: err = %v, want ErrAuth", err)
+	}
+}
+
+func TestCodecConcurrent(t *testing.T) {
+	c := testCodec(t)
+	inputs := [][]byte{syntheticFS(11, 200<<10), randomBytes(12, 100<<10), make([]byte, 50<<10), []byte("tiny")}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for g := range 4 {
+		wg.Go(func() {
+			for r := range 20 {
+				plain := inputs[(g+r)%len(inputs)]
+				got, err := c.Decode(nil, c.Encode(nil, plain), c.BlobID(plain))
+				if err != nil || !bytes.Equal(got, plain) {
+					mu.Lock()
+					failures = append(failures, "round trip failed under concurrency")
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatal(failures[0])
+	}
+}

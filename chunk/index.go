@@ -1,0 +1,225 @@
+package chunk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+)
+
+// Location is where a blob is stored.
+type Location struct {
+	Pack      ID
+	Type      BlobType
+	Offset    uint32
+	Length    uint32
+	RawLength uint32
+}
+
+type indexEntry struct {
+	pack      uint32 // position in Index.packs
+	typ       BlobType
+	offset    uint32
+	length    uint32
+	rawLength uint32
+}
+
+// Index answers "do we have this blob, and where is it". Safe for
+// concurrent use. A blob stored in several packs (two writers raced, or an
+// interrupted run was repeated) keeps the first location seen; prune
+// removes the duplicates.
+type Index struct {
+	mu        sync.RWMutex
+	packs     []IndexPack
+	packIndex map[ID]uint32
+	blobs     map[ID]indexEntry
+}
+
+// NewIndex makes an empty index.
+func NewIndex() *Index {
+	return &Index{packIndex: map[ID]uint32{}, blobs: map[ID]indexEntry{}}
+}
+
+// AddPack records a pack and its blobs.
+func (ix *Index) AddPack(p IndexPack) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if _, ok := ix.packIndex[p.ID]; ok {
+		return
+	}
+	n := uint32(len(ix.packs))
+	ix.packs = append(ix.packs, IndexPack{ID: p.ID, Size: p.Size, Blobs: nil})
+	ix.packIndex[p.ID] = n
+	for _, b := range p.Blobs {
+		if _, ok := ix.blobs[b.ID]; ok {
+			continue
+		}
+		ix.blobs[b.ID] = indexEntry{pack: n, typ: b.Type, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
+	}
+}
+
+// Lookup returns a blob's location.
+func (ix *Index) Lookup(id ID) (Location, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	e, ok := ix.blobs[id]
+	if !ok {
+		return Location{}, false
+	}
+	return Location{Pack: ix.packs[e.pack].ID, Type: e.typ, Offset: e.offset, Length: e.length, RawLength: e.rawLength}, true
+}
+
+// Has reports whether the blob is indexed.
+func (ix *Index) Has(id ID) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	_, ok := ix.blobs[id]
+	return ok
+}
+
+// PackSize returns the recorded size of a pack.
+func (ix *Index) PackSize(id ID) (uint32, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	n, ok := ix.packIndex[id]
+	if !ok {
+		return 0, false
+	}
+	return ix.packs[n].Size, true
+}
+
+// Len is the number of distinct blobs.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.blobs)
+}
+
+// Packs lists every pack with the blobs whose first location it is.
+func (ix *Index) Packs() []IndexPack {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]IndexPack, len(ix.packs))
+	for i, p := range ix.packs {
+		out[i] = IndexPack{ID: p.ID, Size: p.Size}
+	}
+	for id, e := range ix.blobs {
+		out[e.pack].Blobs = append(out[e.pack].Blobs, PackedBlob{Type: e.typ, ID: id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
+	}
+	return out
+}
+
+// IndexPack is one pack in an index file.
+type IndexPack struct {
+	ID    ID
+	Size  uint32
+	Blobs []PackedBlob
+}
+
+// IndexFile is the content of one index object: the packs one writer
+// uploaded.
+type IndexFile struct {
+	Packs []IndexPack
+}
+
+const indexVersion byte = 1
+
+// EncodeIndexFile serialises and seals an index file.
+func EncodeIndexFile(c *Codec, f IndexFile) []byte {
+	b := []byte{indexVersion}
+	b = binary.AppendUvarint(b, uint64(len(f.Packs)))
+	for _, p := range f.Packs {
+		b = append(b, p.ID[:]...)
+		b = binary.AppendUvarint(b, uint64(p.Size))
+		b = binary.AppendUvarint(b, uint64(len(p.Blobs)))
+		for _, bl := range p.Blobs {
+			b = append(b, byte(bl.Type))
+			b = append(b, bl.ID[:]...)
+			b = binary.AppendUvarint(b, uint64(bl.Offset))
+			b = binary.AppendUvarint(b, uint64(bl.Length))
+			b = binary.AppendUvarint(b, uint64(bl.RawLength))
+		}
+	}
+	return c.Seal(b)
+}
+
+// DecodeIndexFile opens and parses an index file.
+func DecodeIndexFile(c *Codec, sealed []byte) (IndexFile, error) {
+	b, err := c.Open(sealed)
+	if err != nil {
+		return IndexFile{}, fmt.Errorf("open index: %w", err)
+	}
+	r := &byteReader{b: b}
+	if v := r.byte(); v != indexVersion {
+		return IndexFile{}, fmt.Errorf("index format version %d is not supported", v)
+	}
+	var f IndexFile
+	np := r.uvarint()
+	for i := uint64(0); i < np && r.err == nil; i++ {
+		var p IndexPack
+		r.read(p.ID[:])
+		p.Size = uint32(r.uvarint())
+		nb := r.uvarint()
+		if nb > uint64(len(b)) {
+			return IndexFile{}, fmt.Errorf("index lists %d blobs in a %d-byte file: %w", nb, len(b), ErrCorruptPack)
+		}
+		p.Blobs = make([]PackedBlob, 0, nb)
+		for j := uint64(0); j < nb && r.err == nil; j++ {
+			var bl PackedBlob
+			bl.Type = BlobType(r.byte())
+			r.read(bl.ID[:])
+			bl.Offset = uint32(r.uvarint())
+			bl.Length = uint32(r.uvarint())
+			bl.RawLength = uint32(r.uvarint())
+			p.Blobs = append(p.Blobs, bl)
+		}
+		f.Packs = append(f.Packs, p)
+	}
+	if r.err != nil {
+		return IndexFile{}, fmt.Errorf("parse index: %w", r.err)
+	}
+	return f, nil
+}
+
+// byteReader parses the varint formats; the first error sticks.
+type byteReader struct {
+	b   []byte
+	err error
+}
+
+func (r *byteReader) fail() {
+	if r.err == nil {
+		r.err = fmt.Errorf("truncated data: %w", ErrCorruptPack)
+	}
+}
+
+func (r *byteReader) byte() byte {
+	if r.err != nil || len(r.b) < 1 {
+		r.fail()
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *byteReader) read(dst []byte) {
+	if r.err != nil || len(r.b) < len(dst) {
+		r.fail()
+		return
+	}
+	copy(dst, r.b)
+	r.b = r.b[len(dst):]
+}
+
+func (r *byteReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}

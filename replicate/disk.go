@@ -1,0 +1,272 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/repo"
+)
+
+// readBufSize is how much the reader hands on at once; a multiple of every
+// sane block size.
+const readBufSize = 4 << 20
+
+// diskJob is the work of replicating one disk.
+type diskJob struct {
+	r        *repo.Repository
+	w        *repo.Writer
+	name     string
+	path     string
+	f        *os.File
+	size     int64
+	parent   *repo.Disk // same-named disk of the parent snapshot, or nil
+	counters *Counters
+	log      *slog.Logger
+	workers  int
+}
+
+// segment is a run of changed data to store, or a buffer of the scan.
+type readBuf struct {
+	off     int64
+	data    []byte   // block-aligned start; len may end short at EOF
+	digests []uint64 // one per block
+	done    chan struct{}
+}
+
+// item is data to store as one blob at a disk offset.
+type item struct {
+	off  int64
+	data []byte
+	pool *sync.Pool
+}
+
+func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
+	cfg := j.r.Config()
+	bs := int64(cfg.BlockSize)
+	ranges, err := dataRanges(j.f, j.size)
+	if err != nil {
+		return repo.Disk{}, err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+
+	// Stage 1: read allocated ranges in order.
+	bufs := make(chan *readBuf, 4)
+	digestJobs := make(chan *readBuf, 4)
+	bufPool := sync.Pool{New: func() any { return make([]byte, readBufSize) }}
+	g.Go(func() error {
+		defer close(bufs)
+		defer close(digestJobs)
+		for _, rg := range ranges {
+			start := rg[0] / bs * bs
+			end := min((rg[1]+bs-1)/bs*bs, j.size)
+			for off := start; off < end; {
+				n := min(int64(readBufSize), end-off)
+				buf := bufPool.Get().([]byte)[:n]
+				if _, err := j.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("read %s at %d: %w", j.path, off, err)
+				}
+				j.counters.BytesRead.Add(n)
+				rb := &readBuf{off: off, data: buf, done: make(chan struct{})}
+				select {
+				case bufs <- rb:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				select {
+				case digestJobs <- rb:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				off += n
+			}
+		}
+		return nil
+	})
+
+	// Stage 2: block digests, in parallel, out of order.
+	nDigest := max(1, min(2, runtime.GOMAXPROCS(0)))
+	for range nDigest {
+		g.Go(func() error {
+			dg := j.r.Codec().Key().NewBlockDigester()
+			for rb := range digestJobs {
+				nb := (int64(len(rb.data)) + bs - 1) / bs
+				rb.digests = make([]uint64, nb)
+				for i := int64(0); i < nb; i++ {
+					blk := rb.data[i*bs : min((i+1)*bs, int64(len(rb.data)))]
+					rb.digests[i] = dg.Digest(blk)
+				}
+				close(rb.done)
+			}
+			return nil
+		})
+	}
+
+	// Stage 4: store blobs (chunk id, compress, encrypt, pack).
+	items := make(chan item, 2*j.workers)
+	var (
+		updMu   sync.Mutex
+		updates []repo.Extent
+	)
+	var storeWG sync.WaitGroup
+	storeErr := make(chan error, j.workers)
+	for range j.workers {
+		storeWG.Add(1)
+		go func() {
+			defer storeWG.Done()
+			for it := range items {
+				id, _, err := j.w.Save(gctx, chunk.DataBlob, it.data)
+				n := int64(len(it.data))
+				if it.pool != nil {
+					it.pool.Put(it.data[:cap(it.data)])
+				}
+				if err != nil {
+					storeErr <- fmt.Errorf("store data of %s at %d: %w", j.name, it.off, err)
+					// Drain so the producers never block.
+					for it := range items {
+						if it.pool != nil {
+							it.pool.Put(it.data[:cap(it.data)])
+						}
+					}
+					return
+				}
+				updMu.Lock()
+				updates = append(updates, repo.Extent{Off: it.off, Len: n, Blob: id})
+				updMu.Unlock()
+			}
+		}()
+	}
+
+	// Stage 3: compare digests with the parent's, cut changed runs, chunk
+	// the long ones.
+	seg := newSegmenter(j, items)
+	g.Go(func() error {
+		defer seg.close()
+		pos := int64(0)
+		for rb := range bufs {
+			select {
+			case <-rb.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if rb.off > pos {
+				if err := seg.hole(gctx, pos, rb.off); err != nil {
+					return err
+				}
+			}
+			if err := seg.data(gctx, rb.off, rb.data, rb.digests); err != nil {
+				return err
+			}
+			pos = rb.off + int64(len(rb.data))
+			j.counters.BytesScanned.Add(int64(len(rb.data)))
+			bufPool.Put(rb.data[:cap(rb.data)])
+		}
+		if pos < j.size {
+			if err := seg.hole(gctx, pos, j.size); err != nil {
+				return err
+			}
+		}
+		return seg.finish(gctx)
+	})
+
+	err = g.Wait()
+	seg.close()
+	close(items)
+	storeWG.Wait()
+	close(storeErr)
+	if err == nil {
+		err = <-storeErr
+	}
+	if err != nil {
+		return repo.Disk{}, err
+	}
+	return j.buildPages(ctx, seg, updates)
+}
+
+// buildPages makes the new disk's map pages: a page with changes is the
+// parent's page overlaid with this run's extents and holes; a page without
+// changes keeps the parent's blobs and is never read.
+func (j *diskJob) buildPages(ctx context.Context, seg *segmenter, updates []repo.Extent) (repo.Disk, error) {
+	ps := seg.ps
+	nPages := (j.size + ps - 1) / ps
+	disk := repo.Disk{
+		Name: j.name, Source: j.path, Size: j.size, PageSize: ps, BlockSize: int(seg.bs),
+		Pages: make([]repo.PageRef, nPages), ChangeSource: "full",
+	}
+	if j.parent != nil {
+		disk.ChangeSource = "scan"
+	}
+	updByPage := repo.SplitPages(updates, ps)
+	holesByPage := splitRanges(seg.holes, ps)
+	for p := int64(0); p < nPages; p++ {
+		pStart, pEnd := p*ps, min((p+1)*ps, j.size)
+		var base []repo.Extent
+		if par := j.parent; par != nil && p < int64(len(par.Pages)) {
+			parEnd := min((p+1)*ps, par.Size)
+			if !seg.dirtyPage[p] && parEnd == pEnd {
+				disk.Pages[p] = par.Pages[p]
+				disk.Allocated += par.Pages[p].Allocated
+				continue
+			}
+			var err error
+			base, err = j.r.LoadMapPage(ctx, par.Pages[p], pStart, parEnd)
+			if err != nil {
+				return repo.Disk{}, fmt.Errorf("parent map of %s: %w", j.name, err)
+			}
+			base = clip(base, pEnd)
+		}
+		exts := repo.Overlay(base, updByPage[p], holesByPage[p])
+		ref := repo.PageRef{Digests: seg.digestRefs[p].Digests}
+		for _, e := range exts {
+			ref.Allocated += e.Len
+		}
+		if len(exts) > 0 {
+			var err error
+			ref.Map, _, err = j.w.Save(ctx, chunk.MetaBlob, repo.EncodeMapPage(exts, pStart))
+			if err != nil {
+				return repo.Disk{}, fmt.Errorf("store map page %d of %s: %w", p, j.name, err)
+			}
+		}
+		disk.Pages[p] = ref
+		disk.Allocated += ref.Allocated
+	}
+	return disk, nil
+}
+
+// clip drops the parts of extents at or past end (a disk that shrank).
+func clip(exts []repo.Extent, end int64) []repo.Extent {
+	out := exts[:0]
+	for _, e := range exts {
+		if e.Off >= end {
+			break
+		}
+		if e.End() > end {
+			e.Len = end - e.Off
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// splitRanges cuts sorted ranges at page boundaries.
+func splitRanges(rs []repo.Range, pageSize int64) map[int64][]repo.Range {
+	out := map[int64][]repo.Range{}
+	for _, r := range rs {
+		for r.Len > 0 {
+			p := r.Off / pageSize
+			end := min(r.End(), (p+1)*pageSize)
+			out[p] = append(out[p], repo.Range{Off: r.Off, Len: end - r.Off})
+			r = repo.Range{Off: end, Len: r.End() - end}
+		}
+	}
+	return out
+}

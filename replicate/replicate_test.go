@@ -1,0 +1,197 @@
+package replicate_test
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drctl/drctl/internal/memtarget"
+	"github.com/drctl/drctl/recovery"
+	"github.com/drctl/drctl/repo"
+	"github.com/drctl/drctl/replicate"
+)
+
+func newRepo(t *testing.T) (*repo.Repository, *memtarget.Target) {
+	t.Helper()
+	mt := memtarget.New()
+	r, err := repo.Init(context.Background(), mt, "pw", repo.Options{KDF: repo.FastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, mt
+}
+
+// writeImage makes a sparse image: random regions, text, zeros, holes.
+func writeImage(t *testing.T, path string, size int64, seed uint64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for off := int64(0); off < size; {
+		n := int64(rng.IntN(3<<20) + 4096)
+		n = min(n, size-off)
+		switch rng.IntN(4) {
+		case 0: // hole
+		case 1:
+			buf := make([]byte, n)
+			for i := range buf {
+				buf[i] = byte(rng.UintN(256))
+			}
+			f.WriteAt(buf, off)
+		case 2:
+			buf := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), int(n/44)+1)[:n]
+			f.WriteAt(buf, off)
+		case 3:
+			f.WriteAt(make([]byte, n), off) // allocated zeros
+		}
+		off += n
+	}
+}
+
+// scatter overwrites count random 4 KiB blocks.
+func scatter(t *testing.T, path string, count int, seed uint64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	rng := rand.New(rand.NewPCG(seed, 2))
+	blk := make([]byte, 4096)
+	for range count {
+		for i := range blk {
+			blk[i] = byte(rng.UintN(256))
+		}
+		off := int64(rng.IntN(int(fi.Size()/4096))) * 4096
+		if _, err := f.WriteAt(blk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func restoreAndCompare(t *testing.T, r *repo.Repository, snap *repo.Snapshot, want map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := recovery.RestoreSnapshot(context.Background(), r, snap, dir, recovery.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range want {
+		a, _ := os.ReadFile(src)
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("restored disk %s differs from %s", name, src)
+		}
+	}
+}
+
+func TestReplicateIncrementalRestore(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t)
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.img")
+	b := filepath.Join(dir, "b.img")
+	writeImage(t, a, 40<<20+1234, 1) // not a multiple of the block size
+	writeImage(t, b, 8<<20, 2)
+	opts := replicate.Options{VM: "vm1", Disks: []replicate.Disk{{Path: a}, {Path: b, Name: "data"}}}
+
+	s1, err := replicate.Run(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreAndCompare(t, r, s1, map[string]string{"a.img": a, "data": b})
+
+	// 1% scattered change: only the changed blocks are new.
+	scatter(t, a, 100, 3)
+	s2, err := replicate.Run(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Parent != s1.ID {
+		t.Fatalf("parent = %q, want %q", s2.Parent, s1.ID)
+	}
+	if s2.Stats.BytesChanged > 100*4096 {
+		t.Fatalf("changed bytes %d, want ≤ %d", s2.Stats.BytesChanged, 100*4096)
+	}
+	// New data blobs are the changed blocks; metadata is digests + maps.
+	if s2.Stats.BytesNew > 100*4096+(2<<20) {
+		t.Fatalf("new bytes %d too high for 100 changed blocks", s2.Stats.BytesNew)
+	}
+	restoreAndCompare(t, r, s2, map[string]string{"a.img": a, "data": b})
+
+	// No change at all: nothing new but metadata-free.
+	s3, err := replicate.Run(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Stats.BytesChanged != 0 || s3.Stats.BlobsNew != 0 {
+		t.Fatalf("unchanged disk stored %d blobs, %d changed bytes", s3.Stats.BlobsNew, s3.Stats.BytesChanged)
+	}
+	restoreAndCompare(t, r, s3, map[string]string{"a.img": a, "data": b})
+
+	// Zero a range that held data, rewrite a long run, grow the disk.
+	f, _ := os.OpenFile(a, os.O_RDWR, 0)
+	f.WriteAt(make([]byte, 3<<20), 5<<20)
+	long := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	f.WriteAt(long, 20<<20)
+	f.Truncate(48 << 20)
+	f.WriteAt([]byte("tail"), 48<<20-4)
+	f.Close()
+	s4, err := replicate.Run(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreAndCompare(t, r, s4, map[string]string{"a.img": a, "data": b})
+
+	// Older snapshots still restore to what they were.
+	old := filepath.Join(dir, "old")
+	os.MkdirAll(old, 0o755)
+	if err := recovery.RestoreSnapshot(ctx, r, s1, old, recovery.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReplicateRefusesShrinkAndMissingDisk(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t)
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.img")
+	writeImage(t, a, 4<<20, 1)
+	opts := replicate.Options{VM: "vm1", Disks: []replicate.Disk{{Path: a}}}
+	if _, err := replicate.Run(ctx, r, opts); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(a, 2<<20)
+	_, err := replicate.Run(ctx, r, opts)
+	if err == nil || !strings.Contains(err.Error(), "smaller") {
+		t.Fatalf("shrunk disk: err = %v", err)
+	}
+	opts.AllowShrink = true
+	s, err := replicate.Run(ctx, r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreAndCompare(t, r, s, map[string]string{"a.img": a})
+
+	opts.Disks = []replicate.Disk{{Path: filepath.Join(dir, "missing.img")}}
+	if _, err := replicate.Run(ctx, r, opts); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing disk: err = %v", err)
+	}
+	refs, _ := r.ListSnapshots(ctx, "vm1")
+	if len(refs) != 2 {
+		t.Fatalf("%d snapshots after a failed run, want 2", len(refs))
+	}
+}

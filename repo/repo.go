@@ -1,0 +1,245 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/targets"
+)
+
+// Object names (see docs/format.md).
+const (
+	configKey      = "config"
+	dataPrefix     = "data/"
+	indexPrefix    = "index/"
+	snapshotPrefix = "snapshots/"
+)
+
+// Options tune a repository handle. The zero value is usable.
+type Options struct {
+	// KDF is used for key files written by this handle (init, key add).
+	KDF KDFParams
+	// WriterID names this writer in index and pack object names, so that
+	// several agents can write one repository without a lock. It should be
+	// a random id persisted by the agent; empty means a random one per
+	// process.
+	WriterID string
+	// Uploads is the number of concurrent pack uploads (default 4).
+	Uploads int
+	// Downloads is the number of concurrent range reads in restore and
+	// verify (default 8).
+	Downloads int
+	Logger    *slog.Logger
+}
+
+func (o *Options) fill() {
+	if o.KDF.Time == 0 {
+		o.KDF = DefaultKDF
+	}
+	if o.WriterID == "" {
+		o.WriterID = randomHex(8)
+	}
+	if o.Uploads <= 0 {
+		o.Uploads = 4
+	}
+	if o.Downloads <= 0 {
+		o.Downloads = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Repository is an open repository. Safe for concurrent use.
+type Repository struct {
+	target targets.Target
+	codec  *chunk.Codec
+	cfg    Config
+	keyID  string
+	opts   Options
+	log    *slog.Logger
+
+	indexOnce sync.Once
+	index     *chunk.Index
+	indexErr  error
+}
+
+// Init creates a repository on t protected by password.
+func Init(ctx context.Context, t targets.Target, password string, opts Options) (*Repository, error) {
+	opts.fill()
+	if _, err := t.Stat(ctx, configKey); err == nil {
+		return nil, fmt.Errorf("init %s: %w", t, ErrAlreadyInitialised)
+	} else if !errors.Is(err, targets.ErrNotFound) {
+		return nil, fmt.Errorf("init %s: %w", t, err)
+	}
+	key, err := chunk.NewRandomKey()
+	if err != nil {
+		return nil, err
+	}
+	codec, err := chunk.NewCodec(key)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := NewConfig()
+	if err != nil {
+		return nil, err
+	}
+	r := &Repository{target: t, codec: codec, cfg: cfg, opts: opts, log: opts.Logger}
+	// The key goes first: a config without a key would be a repository
+	// nobody can open. The create-only config put is the commit point; the
+	// loser of an init race removes its key.
+	r.keyID, err = r.AddKey(ctx, password, "")
+	if err != nil {
+		return nil, fmt.Errorf("init %s: %w", t, err)
+	}
+	plain, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if _, err := t.PutIfAbsent(ctx, configKey, codec.Seal(plain)); err != nil {
+		_ = t.Delete(context.WithoutCancel(ctx), keysPrefix+r.keyID)
+		if errors.Is(err, targets.ErrExists) {
+			return nil, fmt.Errorf("init %s: %w", t, ErrAlreadyInitialised)
+		}
+		return nil, fmt.Errorf("init %s: save config: %w", t, err)
+	}
+	r.index = chunk.NewIndex()
+	r.indexOnce.Do(func() {})
+	return r, nil
+}
+
+// Open opens the repository on t with password.
+func Open(ctx context.Context, t targets.Target, password string, opts Options) (*Repository, error) {
+	opts.fill()
+	sealed, _, err := t.Get(ctx, configKey)
+	if errors.Is(err, targets.ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w (create one with drctl init)", t, ErrNoRepository)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: read config: %w", t, err)
+	}
+	key, keyID, err := findKey(ctx, t, password)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", t, err)
+	}
+	codec, err := chunk.NewCodec(key)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := codec.Open(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: decrypt config: %w: %w", t, ErrDamaged, err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return nil, fmt.Errorf("open %s: parse config: %w: %w", t, ErrDamaged, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("open %s: %w", t, err)
+	}
+	return &Repository{target: t, codec: codec, cfg: cfg, keyID: keyID, opts: opts, log: opts.Logger}, nil
+}
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Target returns the target the repository lives on.
+func (r *Repository) Target() targets.Target { return r.target }
+
+// Codec returns the repository's blob codec.
+func (r *Repository) Codec() *chunk.Codec { return r.codec }
+
+// WriterID is this handle's writer id.
+func (r *Repository) WriterID() string { return r.opts.WriterID }
+
+// Index loads (once) and returns the merged index of all index files.
+func (r *Repository) Index(ctx context.Context) (*chunk.Index, error) {
+	r.indexOnce.Do(func() {
+		r.index, r.indexErr = r.loadIndex(ctx)
+	})
+	return r.index, r.indexErr
+}
+
+// ReloadIndex forgets the loaded index; the next Index call reads it anew.
+func (r *Repository) ReloadIndex() {
+	r.indexOnce = sync.Once{}
+	r.index, r.indexErr = nil, nil
+}
+
+func (r *Repository) loadIndex(ctx context.Context) (*chunk.Index, error) {
+	var keys []string
+	if err := r.target.List(ctx, indexPrefix, func(oi targets.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list index files: %w", err)
+	}
+	ix := chunk.NewIndex()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Downloads)
+	for _, k := range keys {
+		g.Go(func() error {
+			data, _, err := r.target.Get(gctx, k)
+			if err != nil {
+				return fmt.Errorf("read index %s: %w", k, err)
+			}
+			f, err := chunk.DecodeIndexFile(r.codec, data)
+			if err != nil {
+				return fmt.Errorf("index %s: %w: %w", k, ErrDamaged, err)
+			}
+			for _, p := range f.Packs {
+				ix.AddPack(p)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return ix, nil
+}
+
+// PackKey is the object name of a pack.
+func PackKey(id chunk.ID) string {
+	s := id.String()
+	return dataPrefix + s[:2] + "/" + s
+}
+
+// parsePackKey reverses packKey.
+func parsePackKey(key string) (chunk.ID, bool) {
+	rest, ok := strings.CutPrefix(key, dataPrefix)
+	if !ok || len(rest) != 3+64 {
+		return chunk.ID{}, false
+	}
+	id, err := chunk.ParseID(rest[3:])
+	return id, err == nil
+}
+
+// LoadBlob reads, decrypts and checks one blob.
+func (r *Repository) LoadBlob(ctx context.Context, id chunk.ID) ([]byte, error) {
+	ix, err := r.Index(ctx)
+	if err != nil {
+		return nil, err
+	}
+	loc, ok := ix.Lookup(id)
+	if !ok {
+		return nil, fmt.Errorf("blob %s is not in the index: %w", id.Short(), ErrDamaged)
+	}
+	stored, err := r.target.GetRange(ctx, PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s from pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	}
+	plain, err := r.codec.Decode(make([]byte, 0, loc.RawLength), stored, id)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %w", id.Short(), loc.Pack.Short(), ErrDamaged, err)
+	}
+	return plain, nil
+}
