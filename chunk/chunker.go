@@ -25,8 +25,8 @@ type Params struct {
 // Validate checks the parameters are usable.
 func (p Params) Validate() error {
 	switch {
-	case !p.Pol.Irreducible():
-		return fmt.Errorf("chunker polynomial %v is not irreducible", p.Pol)
+	case p.Pol.Deg() != 53 || !p.Pol.Irreducible():
+		return fmt.Errorf("chunker polynomial %v is not irreducible of degree 53", p.Pol)
 	case p.MinSize == 0 || p.MaxSize <= p.MinSize:
 		return fmt.Errorf("chunk sizes min %d max %d: need 0 < min < max", p.MinSize, p.MaxSize)
 	case p.AverageBits < 10 || p.AverageBits > 26:
@@ -35,19 +35,17 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// Chunker splits a stream into content-defined chunks. It reuses its
-// buffer: a chunk's Data is valid until the next call to Next.
+// Chunker splits a stream into content-defined chunks.
 type Chunker struct {
-	c   *chunker.Chunker
-	p   Params
-	buf []byte
+	c *chunker.Chunker
+	p Params
 }
 
 // NewChunker makes a chunker for p; call Reset before each stream.
 func NewChunker(p Params) *Chunker {
 	c := chunker.NewWithBoundaries(nil, p.Pol, p.MinSize, p.MaxSize)
 	c.SetAverageBits(p.AverageBits)
-	return &Chunker{c: c, p: p, buf: make([]byte, p.MaxSize)}
+	return &Chunker{c: c, p: p}
 }
 
 // Reset starts a new stream.
@@ -56,9 +54,10 @@ func (c *Chunker) Reset(rd io.Reader) {
 	c.c.SetAverageBits(c.p.AverageBits)
 }
 
-// Next returns the next chunk's bytes, or io.EOF at the end of the stream.
-func (c *Chunker) Next() ([]byte, error) {
-	ch, err := c.c.Next(c.buf)
+// Next returns the next chunk's bytes, stored in buf (which needs room for
+// MaxSize bytes), or io.EOF at the end of the stream.
+func (c *Chunker) Next(buf []byte) ([]byte, error) {
+	ch, err := c.c.Next(buf)
 	if err != nil {
 		return nil, err
 	}

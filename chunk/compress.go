@@ -1,9 +1,10 @@
 package chunk
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -22,9 +23,10 @@ var ErrIDMismatch = errors.New("blob content does not match its id")
 // Codec turns plaintext blobs into stored form and back: zstd, then
 // AES-256-GCM. One Codec serves a repository; it is safe for concurrent use.
 type Codec struct {
-	key *Key
-	enc *zstd.Encoder
-	dec *zstd.Decoder
+	key     *Key
+	enc     *zstd.Encoder
+	dec     *zstd.Decoder
+	scratch sync.Pool // compression buffers
 }
 
 // NewCodec builds the codec for a master key.
@@ -44,7 +46,9 @@ func NewCodec(key *Key) (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init zstd decoder: %w", err)
 	}
-	return &Codec{key: key, enc: enc, dec: dec}, nil
+	c := &Codec{key: key, enc: enc, dec: dec}
+	c.scratch.New = func() any { b := make([]byte, 0, 1<<20); return &b }
+	return c, nil
 }
 
 // Key returns the master key.
@@ -54,42 +58,53 @@ func (c *Codec) Key() *Key { return c.key }
 func (c *Codec) BlobID(plain []byte) ID { return c.key.BlobID(plain) }
 
 // Encode compresses (when that helps) and encrypts plain, appending the
-// stored form to dst.
+// stored form to dst: mode byte, nonce, ciphertext, tag. The mode byte is
+// authenticated as associated data; it tells only what the sizes already
+// tell (whether the data compressed).
 func (c *Codec) Encode(dst, plain []byte) []byte {
-	buf := make([]byte, 1, len(plain)/2+64)
-	buf[0] = modeZstd
-	buf = c.enc.EncodeAll(plain, buf)
-	if len(buf) >= len(plain)+1 {
-		buf = append(buf[:0], modeRaw)
-		buf = append(buf, plain...)
+	sp := c.scratch.Get().(*[]byte)
+	z := c.enc.EncodeAll(plain, (*sp)[:0])
+	mode, payload := modeZstd, z
+	if len(z) >= len(plain) {
+		mode, payload = modeRaw, plain
 	}
-	return c.key.Seal(dst, buf)
+	dst = slices.Grow(dst, 1+len(payload)+Overhead)
+	dst = append(dst, mode)
+	dst = c.key.seal(dst, payload, dst[len(dst)-1:])
+	*sp = z
+	c.scratch.Put(sp)
+	return dst
 }
 
 // Decode decrypts and decompresses a stored blob and checks that its
 // content hashes to want (skip the check with the zero id).
 func (c *Codec) Decode(dst, stored []byte, want ID) ([]byte, error) {
-	inner, err := c.key.Open(nil, stored)
+	if len(stored) < 1+Overhead {
+		return nil, fmt.Errorf("decode blob: %d bytes is too short: %w", len(stored), ErrAuth)
+	}
+	mode := stored[0]
+	inner, err := c.key.open(nil, stored[1:], stored[:1])
 	if err != nil {
 		return nil, err
 	}
-	if len(inner) == 0 {
-		return nil, fmt.Errorf("decode blob: empty payload: %w", ErrAuth)
-	}
 	var out []byte
-	switch inner[0] {
+	switch mode {
 	case modeRaw:
-		out = append(dst, inner[1:]...)
+		if dst == nil {
+			out = inner
+		} else {
+			out = append(dst, inner...)
+		}
 	case modeZstd:
-		out, err = c.dec.DecodeAll(inner[1:], dst)
+		out, err = c.dec.DecodeAll(inner, dst)
 		if err != nil {
 			return nil, fmt.Errorf("decompress blob: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("decode blob: unknown payload mode %d", inner[0])
+		return nil, fmt.Errorf("decode blob: unknown payload mode %d: %w", mode, ErrAuth)
 	}
 	if !want.IsZero() {
-		if got := c.key.BlobID(out[len(dst):]); !bytes.Equal(got[:], want[:]) {
+		if got := c.key.BlobID(out[len(dst):]); got != want {
 			return nil, fmt.Errorf("blob %s: %w", want.Short(), ErrIDMismatch)
 		}
 	}

@@ -86,7 +86,13 @@ const Overhead = 12 + 16
 
 // Seal encrypts plaintext with a random nonce and appends nonce‖ciphertext‖tag
 // to dst.
-func (k *Key) Seal(dst, plaintext []byte) []byte {
+func (k *Key) Seal(dst, plaintext []byte) []byte { return k.seal(dst, plaintext, nil) }
+
+// Open authenticates and decrypts a sealed message, appending the plaintext
+// to dst.
+func (k *Key) Open(dst, sealed []byte) ([]byte, error) { return k.open(dst, sealed, nil) }
+
+func (k *Key) seal(dst, plaintext, ad []byte) []byte {
 	var nonce [12]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		// crypto/rand never fails on supported platforms; a broken RNG
@@ -94,16 +100,14 @@ func (k *Key) Seal(dst, plaintext []byte) []byte {
 		panic(fmt.Sprintf("read random nonce: %v", err))
 	}
 	dst = append(dst, nonce[:]...)
-	return k.aead.Seal(dst, nonce[:], plaintext, nil)
+	return k.aead.Seal(dst, nonce[:], plaintext, ad)
 }
 
-// Open authenticates and decrypts a sealed message, appending the plaintext
-// to dst.
-func (k *Key) Open(dst, sealed []byte) ([]byte, error) {
+func (k *Key) open(dst, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("open: %d bytes is shorter than the %d-byte envelope: %w", len(sealed), Overhead, ErrAuth)
 	}
-	out, err := k.aead.Open(dst, sealed[:12], sealed[12:], nil)
+	out, err := k.aead.Open(dst, sealed[:12], sealed[12:], ad)
 	if err != nil {
 		return nil, ErrAuth
 	}

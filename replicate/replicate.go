@@ -165,4 +165,3 @@ func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 	}
 	return jobs, nil
 }
-

@@ -11,11 +11,11 @@ import (
 
 	"github.com/drctl/drctl/internal/memtarget"
 	"github.com/drctl/drctl/recovery"
-	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/replicate"
+	"github.com/drctl/drctl/repo"
 )
 
-func newRepo(t *testing.T) (*repo.Repository, *memtarget.Target) {
+func newRepo(t testing.TB) (*repo.Repository, *memtarget.Target) {
 	t.Helper()
 	mt := memtarget.New()
 	r, err := repo.Init(context.Background(), mt, "pw", repo.Options{KDF: repo.FastKDF})

@@ -81,8 +81,10 @@ func (s *segmenter) chunkLoop(p chunk.Params) error {
 		c.Reset(st.r)
 		off := st.off
 		for {
-			data, err := c.Next()
+			buf := s.chunkPool.Get().([]byte)
+			data, err := c.Next(buf[:cap(buf)])
 			if errors.Is(err, io.EOF) {
+				s.chunkPool.Put(buf)
 				break
 			}
 			if err != nil {
@@ -90,9 +92,7 @@ func (s *segmenter) chunkLoop(p chunk.Params) error {
 				st.r.CloseWithError(failed)
 				break
 			}
-			buf := s.chunkPool.Get().([]byte)[:len(data)]
-			copy(buf, data)
-			s.items <- item{off: off, data: buf, pool: s.chunkPool}
+			s.items <- item{off: off, data: data, pool: s.chunkPool}
 			off += int64(len(data))
 		}
 	}

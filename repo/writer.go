@@ -47,6 +47,7 @@ type Writer struct {
 	cancel   context.CancelFunc
 	indexMu  sync.Mutex
 	bufPool  sync.Pool
+	encPool  sync.Pool // encode output, copied into a pack right away
 	stats    WriterStats
 	sizeHint int
 }
@@ -68,6 +69,7 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 		sizeHint: r.cfg.PackSize,
 	}
 	w.bufPool.New = func() any { return make([]byte, 0, w.sizeHint+w.sizeHint/8) }
+	w.encPool.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for i := 0; i < r.opts.Uploads; i++ {
 		w.wg.Add(1)
 		go w.uploader()
@@ -110,7 +112,9 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	w.seen[id] = struct{}{}
 	w.mu.Unlock()
 
-	stored := w.r.codec.Encode(nil, plain)
+	sp := w.encPool.Get().(*[]byte)
+	stored := w.r.codec.Encode((*sp)[:0], plain)
+	defer func() { *sp = stored[:0]; w.encPool.Put(sp) }()
 
 	w.mu.Lock()
 	if w.closed {
