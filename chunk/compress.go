@@ -3,6 +3,7 @@ package chunk
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -35,7 +36,7 @@ func NewCodec(key *Key) (*Codec, error) {
 	// 450 MB/s/core; the default level saves 3% more for 1.4× the CPU.
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("init zstd encoder: %w", err)

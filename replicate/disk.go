@@ -18,7 +18,7 @@ import (
 
 // readBufSize is how much the reader hands on at once; a multiple of every
 // sane block size.
-const readBufSize = 4 << 20
+const readBufSize = 1 << 20
 
 // diskJob is the work of replicating one disk.
 type diskJob struct {
@@ -60,8 +60,8 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	g, gctx := errgroup.WithContext(ctx)
 
 	// Stage 1: read allocated ranges in order.
-	bufs := make(chan *readBuf, 4)
-	digestJobs := make(chan *readBuf, 4)
+	bufs := make(chan *readBuf, 8)
+	digestJobs := make(chan *readBuf, 8)
 	bufPool := sync.Pool{New: func() any { return make([]byte, readBufSize) }}
 	g.Go(func() error {
 		defer close(bufs)

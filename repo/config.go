@@ -33,7 +33,7 @@ const (
 	DefaultPackSize    = 16 << 20
 	DefaultSmallRun    = 256 << 10
 	DefaultMinChunk    = 256 << 10
-	DefaultMaxChunk    = 4 << 20
+	DefaultMaxChunk    = 2 << 20
 	DefaultAverageBits = 19 // 512 KiB
 )
 

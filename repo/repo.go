@@ -32,7 +32,8 @@ type Options struct {
 	// a random id persisted by the agent; empty means a random one per
 	// process.
 	WriterID string
-	// Uploads is the number of concurrent pack uploads (default 4).
+	// Uploads is the number of concurrent pack uploads (default 2: each
+	// holds a whole pack in memory).
 	Uploads int
 	// Downloads is the number of concurrent range reads in restore and
 	// verify (default 8).
@@ -48,7 +49,7 @@ func (o *Options) fill() {
 		o.WriterID = randomHex(8)
 	}
 	if o.Uploads <= 0 {
-		o.Uploads = 4
+		o.Uploads = 2
 	}
 	if o.Downloads <= 0 {
 		o.Downloads = 8

@@ -23,7 +23,7 @@ type WriterStats struct {
 // indexEvery is how many uploaded packs are indexed at once. Indexing as
 // uploads go means a run killed half way leaves packs that the next run
 // finds in the index and does not upload again.
-const indexEvery = 8
+const indexEvery = 4
 
 // Writer stores blobs into packs, uploads them and indexes them. Save may be
 // called from many goroutines; Close waits for every upload and writes the
@@ -68,7 +68,9 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 		cancel:   cancel,
 		sizeHint: r.cfg.PackSize,
 	}
-	w.bufPool.New = func() any { return make([]byte, 0, w.sizeHint+w.sizeHint/8) }
+	// Room for a full pack, the blob that overflows it and the header, so
+	// a pack never reallocates its buffer.
+	w.bufPool.New = func() any { return make([]byte, 0, w.sizeHint+int(r.cfg.Chunker.MaxSize)+w.sizeHint/64+4096) }
 	w.encPool.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for i := 0; i < r.opts.Uploads; i++ {
 		w.wg.Add(1)
@@ -123,7 +125,12 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	}
 	p := w.packers[t]
 	if p == nil {
-		p = chunk.NewPackerBuf(w.bufPool.Get().([]byte))
+		if t == chunk.DataBlob {
+			p = chunk.NewPackerBuf(w.bufPool.Get().([]byte))
+		} else {
+			// Metadata is small; it must not pin a whole pack buffer.
+			p = chunk.NewPacker(1 << 20)
+		}
 		w.packers[t] = p
 	}
 	p.Add(t, id, stored, len(plain))
@@ -183,7 +190,9 @@ func (w *Writer) upload(j packJob) error {
 	atomic.AddInt64(&w.stats.Packs, 1)
 	atomic.AddInt64(&w.stats.BytesStored, int64(len(j.data)))
 	ip := chunk.IndexPack{ID: j.id, Size: uint32(len(j.data)), Blobs: j.blobs}
-	w.bufPool.Put(j.data[:0])
+	if cap(j.data) >= w.sizeHint {
+		w.bufPool.Put(j.data[:0])
+	}
 	w.mu.Lock()
 	w.pending = append(w.pending, ip)
 	var batch []chunk.IndexPack

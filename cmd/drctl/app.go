@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,9 @@ type app struct {
 	verbose      bool
 	quiet        bool
 	logLevel     string
+	cpuProfile   string
+	memProfile   string
+	stopProfile  func()
 
 	cfg     *config.Config
 	log     *slog.Logger
@@ -51,6 +55,17 @@ func (a *app) execute(ctx context.Context, args []string) error {
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
+	defer func() {
+		if a.stopProfile != nil {
+			a.stopProfile()
+		}
+		if a.memProfile != "" {
+			if f, err := os.Create(a.memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}()
 	return root.ExecuteContext(ctx)
 }
 
@@ -76,6 +91,10 @@ restores any recovery point byte for byte.`,
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "print more, including the requests made to the target")
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config, else warn)")
+	f.StringVar(&a.cpuProfile, "cpu-profile", "", "write a CPU profile to this file (for performance reports)")
+	_ = f.MarkHidden("cpu-profile")
+	f.StringVar(&a.memProfile, "mem-profile", "", "write a heap profile to this file at exit")
+	_ = f.MarkHidden("mem-profile")
 	root.AddCommand(
 		a.initCommand(),
 		a.replicateCommand(),
@@ -92,6 +111,16 @@ restores any recovery point byte for byte.`,
 
 // setup loads the config and makes the logger, before any command runs.
 func (a *app) setup(cmd *cobra.Command) error {
+	if a.cpuProfile != "" {
+		f, err := os.Create(a.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		a.stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+	}
 	cfg, err := config.Load(a.configFlag, a.lookupEnv)
 	if err != nil {
 		return err
