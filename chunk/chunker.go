@@ -19,7 +19,7 @@ type Params struct {
 	Pol         Pol  `json:"polynomial"`
 	MinSize     uint `json:"min_size"`
 	MaxSize     uint `json:"max_size"`
-	AverageBits int  `json:"average_bits"` // average chunk size is 2^AverageBits
+	AverageBits int  `json:"average_bits"` // average chunk size is about MinSize + 2^AverageBits
 }
 
 // Validate checks the parameters are usable.
@@ -27,8 +27,9 @@ func (p Params) Validate() error {
 	switch {
 	case p.Pol.Deg() != 53 || !p.Pol.Irreducible():
 		return fmt.Errorf("chunker polynomial %v is not irreducible of degree 53", p.Pol)
-	case p.MinSize == 0 || p.MaxSize <= p.MinSize:
-		return fmt.Errorf("chunk sizes min %d max %d: need 0 < min < max", p.MinSize, p.MaxSize)
+	case p.MinSize < 64 || p.MaxSize <= p.MinSize:
+		// The chunker's 64-byte window is subtracted from MinSize unchecked.
+		return fmt.Errorf("chunk sizes min %d max %d: need 64 ≤ min < max", p.MinSize, p.MaxSize)
 	case p.AverageBits < 10 || p.AverageBits > 26:
 		return fmt.Errorf("average chunk bits %d outside 10..26", p.AverageBits)
 	}

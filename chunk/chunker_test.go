@@ -20,9 +20,10 @@ func smallParams(tb testing.TB) chunk.Params {
 func chunkAll(tb testing.TB, c *chunk.Chunker, r io.Reader) [][]byte {
 	tb.Helper()
 	c.Reset(r)
+	buf := make([]byte, 0, 8<<20)
 	var out [][]byte
 	for {
-		b, err := c.Next()
+		b, err := c.Next(buf)
 		if err == io.EOF {
 			return out
 		}
@@ -104,8 +105,39 @@ func TestChunkerEmpty(t *testing.T) {
 	c := chunk.NewChunker(smallParams(t))
 	c.Reset(bytes.NewReader(nil))
 	for range 3 {
-		if b, err := c.Next(); err != io.EOF {
+		if b, err := c.Next(nil); err != io.EOF {
 			t.Fatalf("empty stream: Next = %d bytes, %v; want io.EOF", len(b), err)
+		}
+	}
+}
+
+// Next fills the caller's buffer when it has room for MaxSize bytes, and
+// still works (allocating) when it has not.
+func TestChunkerNextBuffer(t *testing.T) {
+	p := smallParams(t)
+	data := randomBytes(15, 1<<20)
+	want := chunkAll(t, chunk.NewChunker(p), bytes.NewReader(data))
+	for _, size := range []int{int(p.MaxSize), 0, 100} {
+		c := chunk.NewChunker(p)
+		c.Reset(bytes.NewReader(data))
+		buf := make([]byte, size)
+		for i := 0; ; i++ {
+			b, err := c.Next(buf)
+			if err == io.EOF {
+				if i != len(want) {
+					t.Fatalf("buffer of %d: %d chunks, want %d", size, i, len(want))
+				}
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, want[i]) {
+				t.Fatalf("buffer of %d: chunk %d differs", size, i)
+			}
+			if size >= int(p.MaxSize) && &b[0] != &buf[0] {
+				t.Fatalf("chunk %d not stored in the caller's %d-byte buffer", i, size)
+			}
 		}
 	}
 }
@@ -179,7 +211,7 @@ func TestChunkerReset(t *testing.T) {
 	// Reset in the middle of a stream drops the rest of it.
 	c.Reset(bytes.NewReader(a))
 	for range 3 {
-		if _, err := c.Next(); err != nil {
+		if _, err := c.Next(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,7 +229,7 @@ func TestChunkerReadError(t *testing.T) {
 	c := chunk.NewChunker(smallParams(t))
 	c.Reset(io.MultiReader(bytes.NewReader(randomBytes(11, 300<<10)), iotest.ErrReader(boom)))
 	for {
-		_, err := c.Next()
+		_, err := c.Next(nil)
 		if err == nil {
 			continue
 		}

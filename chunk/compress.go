@@ -70,8 +70,9 @@ func (c *Codec) Encode(dst, plain []byte) []byte {
 		mode, payload = modeRaw, plain
 	}
 	dst = slices.Grow(dst, 1+len(payload)+Overhead)
+	ad := [1]byte{mode}
 	dst = append(dst, mode)
-	dst = c.key.seal(dst, payload, dst[len(dst)-1:])
+	dst = c.key.seal(dst, payload, ad[:])
 	*sp = z
 	c.scratch.Put(sp)
 	return dst

@@ -13,10 +13,23 @@ import (
 // seals the input first with the fixed test key, so that the fuzzer
 // reaches the parsing code behind the authentication, as only a key holder
 // could. Neither may panic.
+//
+// Run one at a time, for example
+//
+//	go test -run '^$' -fuzz '^FuzzDecodeIndexFile$' -fuzztime 60s -fuzzminimizetime 5s ./chunk/
+//
+// The short minimisation time matters: Go's minimiser tries removing every
+// range of bytes of each new input, and on a 2 KiB input that holds the
+// workers (the log shows 0 execs/sec) for the default full minute.
+
+// Seeds are kept small for the same reason.
 
 func FuzzDecodeIndexFile(f *testing.F) {
 	c := testCodec(f)
 	for _, file := range sampleIndexFiles() {
+		if len(file.Packs) > 3 {
+			continue
+		}
 		sealed := chunk.EncodeIndexFile(c, file)
 		plain, err := c.Open(sealed)
 		if err != nil {
@@ -32,7 +45,7 @@ func FuzzDecodeIndexFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, seal bool) {
 		in := data
 		if seal {
-			in = c.Seal(data)
+			in = chunk.SealRaw(c, data)
 		}
 		file, err := chunk.DecodeIndexFile(c, in)
 		if err != nil {
@@ -52,8 +65,8 @@ func FuzzDecodeIndexFile(f *testing.F) {
 
 func FuzzParsePackHeader(f *testing.F) {
 	c := testCodec(f)
-	for i, n := range []int{0, 1, 3, 12} {
-		tp := makePack(f, c, uint64(i), n)
+	for _, n := range []int{0, 1, 3, 8} {
+		tp := makeTinyPack(c, n)
 		hlen := int(binary.LittleEndian.Uint32(tp.bytes[len(tp.bytes)-4:]))
 		hstart := len(tp.bytes) - 4 - hlen
 		hdr, err := c.Key().Open(nil, tp.bytes[hstart:len(tp.bytes)-4])
@@ -88,4 +101,16 @@ func FuzzParsePackHeader(f *testing.F) {
 			t.Fatalf("%d-byte header gave %d blobs", len(hdr), len(blobs))
 		}
 	})
+}
+
+// makeTinyPack packs n blobs of a few bytes each.
+func makeTinyPack(c *chunk.Codec, n int) testPack {
+	p := chunk.NewPacker(0)
+	for i := range n {
+		plain := []byte{byte(i), byte(i * 3)}[:i%3]
+		p.Add(chunk.BlobType(1+i%2), c.BlobID(plain), c.Encode(nil, plain), len(plain))
+	}
+	var tp testPack
+	tp.bytes, tp.id, tp.blobs = p.Finish(c)
+	return tp
 }

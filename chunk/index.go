@@ -1,8 +1,11 @@
 package chunk
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 )
 
@@ -105,6 +108,9 @@ func (ix *Index) Packs() []IndexPack {
 	for id, e := range ix.blobs {
 		out[e.pack].Blobs = append(out[e.pack].Blobs, PackedBlob{Type: e.typ, ID: id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
 	}
+	for _, p := range out {
+		slices.SortFunc(p.Blobs, func(a, b PackedBlob) int { return cmp.Compare(a.Offset, b.Offset) })
+	}
 	return out
 }
 
@@ -157,7 +163,7 @@ func DecodeIndexFile(c *Codec, sealed []byte) (IndexFile, error) {
 	for i := uint64(0); i < np && r.err == nil; i++ {
 		var p IndexPack
 		r.read(p.ID[:])
-		p.Size = uint32(r.uvarint())
+		p.Size = r.uint32()
 		nb := r.uvarint()
 		if nb > uint64(len(b)) {
 			return IndexFile{}, fmt.Errorf("index lists %d blobs in a %d-byte file: %w", nb, len(b), ErrCorruptPack)
@@ -167,12 +173,15 @@ func DecodeIndexFile(c *Codec, sealed []byte) (IndexFile, error) {
 			var bl PackedBlob
 			bl.Type = BlobType(r.byte())
 			r.read(bl.ID[:])
-			bl.Offset = uint32(r.uvarint())
-			bl.Length = uint32(r.uvarint())
-			bl.RawLength = uint32(r.uvarint())
+			bl.Offset = r.uint32()
+			bl.Length = r.uint32()
+			bl.RawLength = r.uint32()
 			p.Blobs = append(p.Blobs, bl)
 		}
 		f.Packs = append(f.Packs, p)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d bytes after the last pack: %w", len(r.b), ErrCorruptPack)
 	}
 	if r.err != nil {
 		return IndexFile{}, fmt.Errorf("parse index: %w", r.err)
@@ -222,4 +231,12 @@ func (r *byteReader) uvarint() uint64 {
 	}
 	r.b = r.b[n:]
 	return v
+}
+
+func (r *byteReader) uint32() uint32 {
+	v := r.uvarint()
+	if v > math.MaxUint32 && r.err == nil {
+		r.err = fmt.Errorf("value %d exceeds 32 bits: %w", v, ErrCorruptPack)
+	}
+	return uint32(v)
 }

@@ -124,7 +124,7 @@ func ParsePackHeader(c *Codec, pack []byte) ([]PackedBlob, error) {
 		b.Offset = binary.LittleEndian.Uint32(hdr[33:])
 		b.Length = binary.LittleEndian.Uint32(hdr[37:])
 		b.RawLength = binary.LittleEndian.Uint32(hdr[41:])
-		if int(b.Offset)+int(b.Length) > hstart {
+		if uint64(b.Offset)+uint64(b.Length) > uint64(hstart) {
 			return nil, fmt.Errorf("blob %s overlaps the pack header: %w", b.ID.Short(), ErrCorruptPack)
 		}
 		blobs = append(blobs, b)

@@ -34,7 +34,7 @@ const (
 	DefaultSmallRun    = 256 << 10
 	DefaultMinChunk    = 256 << 10
 	DefaultMaxChunk    = 2 << 20
-	DefaultAverageBits = 19 // 512 KiB
+	DefaultAverageBits = 18 // 256 KiB past the minimum: ~512 KiB mean
 )
 
 // NewConfig makes the configuration of a new repository with a random

@@ -68,9 +68,9 @@ type Repository struct {
 	opts   Options
 	log    *slog.Logger
 
-	indexOnce sync.Once
-	index     *chunk.Index
-	indexErr  error
+	indexMu     sync.Mutex
+	index       *chunk.Index
+	indexLoaded map[string]bool // index files merged into index
 }
 
 // Init creates a repository on t protected by password.
@@ -113,7 +113,7 @@ func Init(ctx context.Context, t targets.Target, password string, opts Options) 
 		return nil, fmt.Errorf("init %s: save config: %w", t, err)
 	}
 	r.index = chunk.NewIndex()
-	r.indexOnce.Do(func() {})
+	r.indexLoaded = map[string]bool{}
 	return r, nil
 }
 
@@ -161,32 +161,54 @@ func (r *Repository) Codec() *chunk.Codec { return r.codec }
 // WriterID is this handle's writer id.
 func (r *Repository) WriterID() string { return r.opts.WriterID }
 
-// Index loads (once) and returns the merged index of all index files.
+// Index returns the merged index of all index files, loading it on first
+// use.
 func (r *Repository) Index(ctx context.Context) (*chunk.Index, error) {
-	r.indexOnce.Do(func() {
-		r.index, r.indexErr = r.loadIndex(ctx)
-	})
-	return r.index, r.indexErr
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	if r.index != nil {
+		return r.index, nil
+	}
+	return r.refreshIndexLocked(ctx)
 }
 
-// ReloadIndex forgets the loaded index; the next Index call reads it anew.
-func (r *Repository) ReloadIndex() {
-	r.indexOnce = sync.Once{}
-	r.index, r.indexErr = nil, nil
+// RefreshIndex brings the index up to date with the target: index files
+// written by other writers since the last load are merged in; if one that
+// was loaded has gone (a prune consolidated it), the index is rebuilt, so
+// that a long-lived handle never deduplicates against deleted packs.
+func (r *Repository) RefreshIndex(ctx context.Context) (*chunk.Index, error) {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	return r.refreshIndexLocked(ctx)
 }
 
-func (r *Repository) loadIndex(ctx context.Context) (*chunk.Index, error) {
-	var keys []string
+func (r *Repository) refreshIndexLocked(ctx context.Context) (*chunk.Index, error) {
+	present := map[string]bool{}
 	if err := r.target.List(ctx, indexPrefix, func(oi targets.ObjectInfo) error {
-		keys = append(keys, oi.Key)
+		present[oi.Key] = true
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list index files: %w", err)
 	}
-	ix := chunk.NewIndex()
+	ix, loaded := r.index, r.indexLoaded
+	for k := range loaded {
+		if !present[k] {
+			ix = nil
+			break
+		}
+	}
+	if ix == nil {
+		ix, loaded = chunk.NewIndex(), map[string]bool{}
+	}
+	var todo []string
+	for k := range present {
+		if !loaded[k] {
+			todo = append(todo, k)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Downloads)
-	for _, k := range keys {
+	for _, k := range todo {
 		g.Go(func() error {
 			data, _, err := r.target.Get(gctx, k)
 			if err != nil {
@@ -205,7 +227,29 @@ func (r *Repository) loadIndex(ctx context.Context) (*chunk.Index, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	for _, k := range todo {
+		loaded[k] = true
+	}
+	r.index, r.indexLoaded = ix, loaded
 	return ix, nil
+}
+
+// noteIndexFile records an index file this handle wrote itself and
+// merged into ix, so a refresh need not read it back. If ix has been
+// replaced meanwhile, the next refresh reads the file like any other.
+func (r *Repository) noteIndexFile(key string, ix *chunk.Index) {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	if r.index == ix {
+		r.indexLoaded[key] = true
+	}
+}
+
+// ReloadIndex drops the loaded index; the next use reads it anew.
+func (r *Repository) ReloadIndex() {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	r.index, r.indexLoaded = nil, nil
 }
 
 // PackKey is the object name of a pack.

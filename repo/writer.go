@@ -54,7 +54,7 @@ type Writer struct {
 
 // NewWriter starts a writer. The caller must Close or Abort it.
 func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
-	ix, err := r.Index(ctx)
+	ix, err := r.RefreshIndex(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +218,7 @@ func (w *Writer) writeIndex(ctx context.Context, packs []chunk.IndexPack) error 
 	for _, p := range packs {
 		w.ix.AddPack(p)
 	}
+	w.r.noteIndexFile(key, w.ix)
 	atomic.AddInt64(&w.stats.IndexFiles, 1)
 	atomic.AddInt64(&w.stats.BytesStored, int64(len(data)))
 	return nil

@@ -37,6 +37,7 @@ type app struct {
 	quiet        bool
 	logLevel     string
 	cpuProfile   string
+	retries      int
 	memProfile   string
 	stopProfile  func()
 
@@ -91,6 +92,7 @@ restores any recovery point byte for byte.`,
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "print more, including the requests made to the target")
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config, else warn)")
+	f.IntVar(&a.retries, "retries", 0, "attempts per target request before giving up (default 10, over up to 5 minutes)")
 	f.StringVar(&a.cpuProfile, "cpu-profile", "", "write a CPU profile to this file (for performance reports)")
 	_ = f.MarkHidden("cpu-profile")
 	f.StringVar(&a.memProfile, "mem-profile", "", "write a heap profile to this file at exit")
@@ -201,7 +203,7 @@ func (a *app) password(rc config.Repository, confirm bool) (string, error) {
 // target opens the storage of rc, wrapped with retries and request
 // counting.
 func (a *app) target(ctx context.Context, rc config.Repository, create bool) (targets.Target, error) {
-	t, err := openTarget(ctx, rc, create, a.log)
+	t, err := a.openTarget(ctx, rc, create, a.log)
 	if err != nil {
 		return nil, err
 	}

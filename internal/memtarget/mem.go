@@ -63,7 +63,7 @@ func (t *Target) GetRange(ctx context.Context, key string, off, length int64) ([
 		return nil, err
 	}
 	if off < 0 || length < 0 || off+length > int64(len(b)) {
-		return nil, fmt.Errorf("get %s [%d,+%d): range outside %d bytes", key, off, length, len(b))
+		return nil, fmt.Errorf("get %s [%d,+%d): outside %d bytes: %w", key, off, length, len(b), targets.ErrRange)
 	}
 	return b[off : off+length], nil
 }
@@ -154,7 +154,10 @@ func (t *Target) Delete(ctx context.Context, key string) error {
 func (t *Target) Corrupt(key string, off int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	o := t.objs[key]
+	o, ok := t.objs[key]
+	if !ok || len(o.data) == 0 {
+		return
+	}
 	o.data[off%len(o.data)] ^= 0x55
 }
 

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drctl/drctl/repo"
+)
+
+func (a *app) forgetCommand() *cobra.Command {
+	var p repo.KeepPolicy
+	var vm string
+	var dryRun, prune bool
+	cmd := &cobra.Command{
+		Use:   "forget",
+		Short: "Remove snapshots by keep rules",
+		Long: `Remove the snapshots that no keep rule selects, per VM. The newest snapshot
+of each VM is always kept. Data stays in the repository until prune (or pass
+--prune).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if p.Empty() {
+				return usageError{fmt.Errorf("no keep rule given: pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-within")}
+			}
+			r, err := a.openRepo(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.printRequests()
+			res, err := r.Forget(ctx, vm, p, dryRun)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				if err := a.printJSON(res); err != nil {
+					return err
+				}
+			} else {
+				verb := "removed"
+				if dryRun {
+					verb = "would remove"
+				}
+				for _, s := range res.Keep {
+					a.printf("keep   %s %s %s  (%s)\n", s.ID[:8], s.VM, s.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(res.Reasons[s.ID], ", "))
+				}
+				for _, s := range res.Remove {
+					a.printf("remove %s %s %s\n", s.ID[:8], s.VM, s.Time.Local().Format("2006-01-02 15:04:05"))
+				}
+				a.printf("%s %d snapshots, kept %d (%s)\n", verb, len(res.Remove), len(res.Keep), res.Policy)
+			}
+			if prune && !dryRun {
+				return a.runPrune(cmd, repo.PruneOptions{})
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&vm, "vm", "", "only this VM (default: every VM)")
+	f.IntVar(&p.Last, "keep-last", 0, "keep the N newest snapshots")
+	f.IntVar(&p.Hourly, "keep-hourly", 0, "keep the newest snapshot of each of the last N hours")
+	f.IntVar(&p.Daily, "keep-daily", 0, "keep the newest snapshot of each of the last N days")
+	f.IntVar(&p.Weekly, "keep-weekly", 0, "keep the newest snapshot of each of the last N weeks")
+	f.IntVar(&p.Monthly, "keep-monthly", 0, "keep the newest snapshot of each of the last N months")
+	f.IntVar(&p.Yearly, "keep-yearly", 0, "keep the newest snapshot of each of the last N years")
+	f.DurationVar(&p.Within, "keep-within", 0, "keep every snapshot within this duration of the VM's newest (e.g. 72h)")
+	f.BoolVarP(&dryRun, "dry-run", "n", false, "show what would be removed")
+	f.BoolVar(&prune, "prune", false, "prune afterwards")
+	return cmd
+}
+
+func (a *app) pruneCommand() *cobra.Command {
+	var opts repo.PruneOptions
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete data no snapshot uses",
+		Long: `Delete packs that no snapshot references and repack partly used ones. Packs
+younger than --grace are left alone: they may belong to a replication that is
+still running on another host.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Grace = grace
+			if grace == 0 {
+				opts.Grace = -1
+			}
+			return a.runPrune(cmd, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&grace, "grace", repo.DefaultPruneGrace, "leave unreferenced packs younger than this (0: none)")
+	f.Float64Var(&opts.MaxUnusedFraction, "max-unused", repo.DefaultMaxUnusedFraction, "repack a pack when more than this fraction of it is unused")
+	f.BoolVarP(&opts.DryRun, "dry-run", "n", false, "show what would be done")
+	return cmd
+}
+
+func (a *app) runPrune(cmd *cobra.Command, opts repo.PruneOptions) error {
+	ctx := cmd.Context()
+	r, err := a.openRepo(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.printRequests()
+	res, err := r.Prune(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if a.jsonOut {
+		return a.printJSON(res)
+	}
+	verb := "freed"
+	if res.DryRun {
+		verb = "would free"
+	}
+	a.printf("%s %s: deleted %d packs (%d unindexed), repacked %d, index files %d -> %d; %d packs left\n",
+		verb, fmtBytes(res.BytesFreed), res.PacksDeleted, res.UnindexedDeleted, res.PacksRepacked,
+		res.IndexFilesBefore, res.IndexFilesAfter, res.PacksAfter)
+	return nil
+}

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// packFiles lists the pack files of a local repository.
+func packFiles(t *testing.T, repo string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(repo, "data", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestCorruptPack: a flipped byte in a pack is found by verify --read-data,
+// which names the snapshot and disk; restore refuses to write wrong data.
+func TestCorruptPack(t *testing.T) {
+	e := newEnv(t)
+	repo := filepath.Join(e.dir, "repo")
+	img := filepath.Join(e.dir, "a.img")
+	makeImage(t, img, 24<<20, 4)
+	e.ok("init", "-r", repo)
+	snap := lastSummary(t, e.ok("replicate", "-r", repo, "--vm", "db", "--disk", img, "--json"))
+	e.ok("verify", "-r", repo, "--read-data")
+
+	packs := packFiles(t, repo)
+	biggest, size := "", int64(0)
+	for _, p := range packs {
+		if fi, _ := os.Stat(p); fi.Size() > size {
+			biggest, size = p, fi.Size()
+		}
+	}
+	b, _ := os.ReadFile(biggest)
+	b[len(b)/3] ^= 0x40
+	os.WriteFile(biggest, b, 0o644)
+
+	e.ok("verify", "-r", repo) // structure is intact
+	r := e.run("verify", "-r", repo, "--read-data")
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, snap.SnapshotID[:8]) || !strings.Contains(r.stdout+r.stderr, "a.img") {
+		t.Fatalf("verify --read-data on a corrupt pack: want exit 3 naming snapshot %s and disk a.img, got %s", snap.SnapshotID[:8], r)
+	}
+	e.fails(3, "damaged", "restore", "-r", repo, "--vm", "db", "--target", filepath.Join(e.dir, "out"))
+	if _, err := os.Stat(filepath.Join(e.dir, "out", "a.img")); err == nil {
+		t.Fatal("restore left a disk file after failing")
+	}
+
+	// A missing pack is structural damage.
+	os.Remove(biggest)
+	e.fails(3, "damage", "verify", "-r", repo)
+}
+
+// TestKilledReplicate: SIGKILL in the middle of an upload leaves no
+// snapshot; the next run completes, reuses what was uploaded and verifies.
+func TestKilledReplicate(t *testing.T) {
+	e := newEnv(t)
+	repo := filepath.Join(e.dir, "repo")
+	img := filepath.Join(e.dir, "big.img")
+	// Incompressible data, so packs fill at the speed of reading.
+	f, _ := os.Create(img)
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 320; i++ {
+		for j := range buf {
+			buf[j] = byte(j*7 + i*131 + (j>>8)*(i+1))
+		}
+		f.Write(buf)
+	}
+	f.Close()
+	e.ok("init", "-r", repo)
+
+	cmd := exec.Command(drctlBin, "replicate", "-r", repo, "--vm", "big", "--disk", img)
+	cmd.Env = e.vars
+	cmd.Dir = e.dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(indexFiles(t, repo)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if len(indexFiles(t, repo)) == 0 {
+		t.Fatal("the run was not killed mid-upload: no index file was written")
+	}
+	if rows := snapshots(t, e, repo); len(rows) != 0 {
+		t.Fatalf("a killed run left snapshots: %+v", rows)
+	}
+
+	s := lastSummary(t, e.ok("replicate", "-r", repo, "--vm", "big", "--disk", img, "--json"))
+	if s.BytesNew >= 320<<20 {
+		t.Fatalf("the rerun stored %d new bytes: nothing of the killed run was reused", s.BytesNew)
+	}
+	e.ok("verify", "-r", repo, "--read-data")
+	out := filepath.Join(e.dir, "out")
+	e.ok("restore", "-r", repo, "--vm", "big", "--target", out)
+	sameFile(t, img, filepath.Join(out, "big.img"))
+}
+
+func indexFiles(t *testing.T, repo string) []string {
+	m, _ := filepath.Glob(filepath.Join(repo, "index", "*"))
+	return m
+}
+
+// TestForgetPrune: forget by rules, prune, and what is left still restores.
+func TestForgetPrune(t *testing.T) {
+	e := newEnv(t)
+	repo := e.s3Repo()
+	img := filepath.Join(e.dir, "a.img")
+	makeImage(t, img, 16<<20, 8)
+	e.ok("init", "-r", repo)
+	for i := range 4 {
+		scatter(t, img, 200, uint64(i))
+		e.ok("replicate", "-r", repo, "--vm", "a", "--disk", img)
+	}
+	e.fails(2, "keep rule", "forget", "-r", repo)
+	r := e.ok("forget", "-r", repo, "--keep-last", "2", "--json")
+	var res struct {
+		Removed int `json:"removed"`
+	}
+	json.Unmarshal([]byte(r.stdout), &res)
+	if rows := snapshots(t, e, repo); len(rows) != 2 {
+		t.Fatalf("after forget --keep-last 2: %d snapshots", len(rows))
+	}
+	e.ok("prune", "-r", repo, "--grace", "0")
+	e.ok("verify", "-r", repo, "--read-data")
+	out := filepath.Join(e.dir, "out")
+	e.ok("restore", "-r", repo, "--vm", "a", "--target", out)
+	sameFile(t, img, filepath.Join(out, "a.img"))
+}
+
+// TestKeys: a second password opens the repository; the key in use cannot
+// be removed.
+func TestKeys(t *testing.T) {
+	e := newEnv(t)
+	repo := filepath.Join(e.dir, "repo")
+	e.ok("init", "-r", repo)
+	e.set("DRCTL_NEW_PASSWORD=second")
+	e.ok("key", "add", "-r", repo, "--label", "ops")
+	var keys []struct {
+		ID      string `json:"id"`
+		Current bool   `json:"current"`
+	}
+	json.Unmarshal([]byte(e.ok("key", "list", "-r", repo, "--json").stdout), &keys)
+	if len(keys) != 2 {
+		t.Fatalf("keys = %+v", keys)
+	}
+	var cur, other string
+	for _, k := range keys {
+		if k.Current {
+			cur = k.ID
+		} else {
+			other = k.ID
+		}
+	}
+	e.fails(1, "in use", "key", "remove", "-r", repo, cur)
+	e.set("DRCTL_PASSWORD=second")
+	e.ok("snapshots", "-r", repo)
+	e.ok("key", "remove", "-r", repo, cur)
+	e.set("DRCTL_PASSWORD=correct horse")
+	e.fails(12, "wrong password", "snapshots", "-r", repo)
+	if other == "" {
+		t.Fatal("no second key")
+	}
+}
