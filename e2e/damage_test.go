@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,12 +66,13 @@ func TestKilledReplicate(t *testing.T) {
 	e := newEnv(t)
 	repo := filepath.Join(e.dir, "repo")
 	img := filepath.Join(e.dir, "big.img")
-	// Incompressible data, so packs fill at the speed of reading.
+	// Incompressible data: 20 packs, the first index file after 4.
 	f, _ := os.Create(img)
+	rng := rand.New(rand.NewPCG(3, 4))
 	buf := make([]byte, 1<<20)
 	for i := 0; i < 320; i++ {
-		for j := range buf {
-			buf[j] = byte(j*7 + i*131 + (j>>8)*(i+1))
+		for j := 0; j < len(buf); j += 8 {
+			binary.LittleEndian.PutUint64(buf[j:], rng.Uint64())
 		}
 		f.Write(buf)
 	}

@@ -24,13 +24,22 @@ var (
 	ErrNoBucket = errors.New("bucket does not exist")
 	// ErrAccessDenied: the credentials were refused.
 	ErrAccessDenied = errors.New("access denied")
+	// ErrRange: GetRange asked for bytes past the end of the object, which
+	// means the caller's idea of the object (an index entry, a pack header)
+	// does not match what is stored: truncation or corruption.
+	ErrRange = errors.New("range beyond end of object")
 )
 
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
-	Key     string
-	Size    int64
-	ETag    string // opaque version tag for PutIfMatch; changes on every write
+	Key  string
+	Size int64
+	// ETag is an opaque version tag for PutIfMatch. It changes whenever the
+	// content changes; on S3 rewriting identical bytes may keep the same
+	// tag (it is the content's MD5), which is harmless for compare-and-swap
+	// because the state is then indistinguishable. The same object reports
+	// the same tag from Put, Get, Stat and List.
+	ETag    string
 	ModTime time.Time
 }
 

@@ -25,6 +25,9 @@ restore never writes data it could not verify.`,
 			if vm == "" || target == "" {
 				return usageError{fmt.Errorf("--vm and --target are required")}
 			}
+			if format != "raw" && format != "qcow2" {
+				return usageError{fmt.Errorf("--format %q: use raw or qcow2", format)}
+			}
 			r, err := a.openRepo(ctx)
 			if err != nil {
 				return err

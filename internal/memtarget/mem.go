@@ -47,6 +47,9 @@ func (t *Target) Get(ctx context.Context, key string) ([]byte, targets.ObjectInf
 	if err := ctx.Err(); err != nil {
 		return nil, targets.ObjectInfo{}, err
 	}
+	if err := targets.ValidateKey(key); err != nil {
+		return nil, targets.ObjectInfo{}, err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	o, ok := t.objs[key]
@@ -76,6 +79,9 @@ func (t *Target) Stat(ctx context.Context, key string) (targets.ObjectInfo, erro
 
 func (t *Target) put(ctx context.Context, key string, data []byte, check func(object, bool) error) (targets.ObjectInfo, error) {
 	if err := ctx.Err(); err != nil {
+		return targets.ObjectInfo{}, err
+	}
+	if err := targets.ValidateKey(key); err != nil {
 		return targets.ObjectInfo{}, err
 	}
 	t.mu.Lock()
@@ -119,6 +125,9 @@ func (t *Target) PutIfMatch(ctx context.Context, key string, data []byte, tag st
 
 // List implements targets.Target.
 func (t *Target) List(ctx context.Context, prefix string, fn func(targets.ObjectInfo) error) error {
+	if err := targets.ValidatePrefix(prefix); err != nil {
+		return err
+	}
 	t.mu.Lock()
 	var infos []targets.ObjectInfo
 	for k, o := range t.objs {
@@ -142,6 +151,9 @@ func (t *Target) List(ctx context.Context, prefix string, fn func(targets.Object
 // Delete implements targets.Target.
 func (t *Target) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := targets.ValidateKey(key); err != nil {
 		return err
 	}
 	t.mu.Lock()

@@ -1,0 +1,211 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+)
+
+// namePattern is what VM, disk and repository names must match: they
+// become parts of object names in the repository and of file names on
+// restore.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+const nameRule = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+// schemePattern matches "s3:", "file:", "https:" ... at the start of a URL.
+var schemePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
+
+// isLocation reports whether ref is a URL or a path rather than the name
+// of a configured repository. Names never contain '/' or ':'.
+func isLocation(ref string) bool {
+	return schemePattern.MatchString(ref) || strings.ContainsRune(ref, '/') ||
+		ref == "." || ref == ".." || ref == "~"
+}
+
+// validate checks the values read from the file (before environment
+// overrides) and fills in defaults.
+func (c *Config) validate() error {
+	if c.LogLevel != "" && !slices.Contains(logLevels, c.LogLevel) {
+		c.problems.addf("log_level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+	for _, name := range sortedKeys(c.Repositories) {
+		c.validateRepository(name, c.Repositories[name])
+	}
+	c.checkRepositoryRef("repository", c.Repository)
+	diskOwner := map[string]string{} // cleaned disk path -> key of its first use
+	for _, name := range sortedKeys(c.VMs) {
+		c.validateVM(name, c.VMs[name], diskOwner)
+	}
+	return c.problems.err()
+}
+
+func (c *Config) validateRepository(name string, r RepositoryConfig) {
+	p, key := c.problems, "repositories."+name
+	if !namePattern.MatchString(name) {
+		p.addf(key, "%q is not a valid repository name: %s", name, nameRule)
+	}
+	switch {
+	case r.URL == "":
+		p.addf(key+".url", "missing: set where the repository is: a directory such as /srv/drctl/repo, or s3:http://HOST:PORT/BUCKET/PREFIX")
+	case strings.HasPrefix(r.URL, "s3:") && strings.Trim(strings.TrimPrefix(r.URL, "s3:"), "/") == "":
+		p.addf(key+".url", "%q names no bucket: use s3:http://HOST:PORT/BUCKET/PREFIX or s3:HOST/BUCKET/PREFIX", r.URL)
+	}
+	if r.Password != "" && r.PasswordFile != "" {
+		p.addf(key+".password", "both password and password_file are set: remove password and keep password_file")
+	}
+	if (r.AccessKeyID == "") != (r.SecretAccessKey == "") {
+		p.addf(key, "access_key_id and secret_access_key go together: set both, or neither to use the AWS default credentials (environment, ~/.aws, instance role)")
+	}
+}
+
+// checkRepositoryRef checks a repository reference written in the file:
+// a configured name, a URL, or a path.
+func (c *Config) checkRepositoryRef(key, ref string) {
+	if ref == "" || isLocation(ref) {
+		return
+	}
+	if _, ok := c.Repositories[ref]; ok {
+		return
+	}
+	names := sortedKeys(c.Repositories)
+	known := "no repositories are configured"
+	if len(names) > 0 {
+		known = "configured: " + strings.Join(names, ", ")
+	}
+	c.problems.addf(key, "%q is not in repositories%s (%s): use one of those names, a URL such as s3:http://HOST:PORT/BUCKET/PREFIX, or a path such as ./%s",
+		ref, didYouMean(ref, names), known, ref)
+}
+
+func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
+	p, key := c.problems, "vms."+name
+	if !namePattern.MatchString(name) {
+		p.addf(key, "%q is not a valid VM name: %s", name, nameRule)
+	}
+	c.checkRepositoryRef(key+".repository", vm.Repository)
+	if len(vm.Disks) == 0 {
+		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}]", name)
+	}
+	c.validateDisks(key, vm.Disks, diskOwner)
+	if vm.Schedule != "" {
+		if _, err := cron.ParseStandard(vm.Schedule); err != nil {
+			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): use 5 fields \"minute hour day-of-month month day-of-week\" such as \"*/15 * * * *\", or @hourly, @daily, @every 30m", vm.Schedule, err)
+		}
+	}
+	if vm.Keep != nil {
+		c.validateKeep(key+".keep", *vm.Keep)
+	}
+}
+
+// validateDisks checks disk paths and names and fills in default names
+// (in place: the slice belongs to the config).
+func (c *Config) validateDisks(vmKey string, disks []Disk, diskOwner map[string]string) {
+	p := c.problems
+	names := map[string]string{} // disk name -> key of the disk using it
+	for i := range disks {
+		d := &disks[i]
+		key := fmt.Sprintf("%s.disks[%d]", vmKey, i)
+		if d.Path == "" {
+			p.addf(key+".path", "missing: set the image file or block device to replicate")
+			continue
+		}
+		if d.Name == "" {
+			d.Name = filepath.Base(d.Path)
+			if !namePattern.MatchString(d.Name) {
+				p.addf(key+".name", "the default name %q (base name of the path) is not valid: set name: (%s)", d.Name, nameRule)
+			}
+		} else if !namePattern.MatchString(d.Name) {
+			p.addf(key+".name", "%q is not a valid disk name: %s", d.Name, nameRule)
+		}
+		if other, dup := names[d.Name]; dup {
+			p.addf(key+".name", "disk name %q is already used by %s (line %d): give each disk of a VM its own name", d.Name, other, p.lineOf(other))
+		}
+		names[d.Name] = key
+		clean := filepath.Clean(d.Path)
+		if other, dup := diskOwner[clean]; dup {
+			p.addf(key+".path", "%s is also %s (line %d): list each disk once", d.Path, other, p.lineOf(other))
+		}
+		diskOwner[clean] = key
+	}
+}
+
+func (c *Config) validateKeep(key string, k Keep) {
+	rules := []struct {
+		name string
+		n    int
+	}{{"last", k.Last}, {"hourly", k.Hourly}, {"daily", k.Daily}, {"weekly", k.Weekly}, {"monthly", k.Monthly}, {"yearly", k.Yearly}}
+	total := 0
+	for _, r := range rules {
+		if r.n < 0 {
+			c.problems.addf(key+"."+r.name, "%d is negative: use 0 (no rule) or more", r.n)
+		}
+		total += max(r.n, 0)
+	}
+	if total == 0 {
+		c.problems.addf(key, "keeps no snapshot at all: set at least one of last, hourly, daily, weekly, monthly, yearly to 1 or more, or remove keep: to keep every snapshot")
+	}
+}
+
+// resolvePaths makes relative paths in the file relative to the file's
+// directory and expands a leading ~/. It runs before environment
+// overrides, which stay relative to the working directory.
+func (c *Config) resolvePaths() {
+	if c.File == "" {
+		return
+	}
+	dir := filepath.Dir(c.File)
+	for name, r := range c.Repositories {
+		if !schemePattern.MatchString(r.URL) {
+			r.URL = c.absPath(dir, r.URL)
+		}
+		if r.PasswordFile != "" {
+			r.PasswordFile = c.absPath(dir, r.PasswordFile)
+		}
+		c.Repositories[name] = r
+	}
+	c.Repository = c.resolveRef(dir, c.Repository)
+	for name, vm := range c.VMs {
+		for i := range vm.Disks {
+			vm.Disks[i].Path = c.absPath(dir, vm.Disks[i].Path)
+		}
+		vm.Repository = c.resolveRef(dir, vm.Repository)
+		c.VMs[name] = vm
+	}
+}
+
+// resolveRef resolves a repository reference that is a local path.
+func (c *Config) resolveRef(dir, ref string) string {
+	if !isLocation(ref) || schemePattern.MatchString(ref) {
+		return ref
+	}
+	return c.absPath(dir, ref)
+}
+
+func (c *Config) absPath(dir, p string) string {
+	p = expandHome(p, c.env.home)
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, p))
+	if err != nil {
+		return filepath.Join(dir, p)
+	}
+	return abs
+}
+
+func expandHome(p, home string) string {
+	if home == "" {
+		return p
+	}
+	if p == "~" {
+		return home
+	}
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		return filepath.Join(home, rest)
+	}
+	return p
+}

@@ -1,0 +1,29 @@
+package s3test
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Client returns an aws-sdk-go-v2 client for the server, for tests that
+// need to look behind a target (list multipart uploads, create buckets).
+func (s *Server) Client() *s3.Client {
+	return s3.New(s3.Options{
+		Region:       s.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		BaseEndpoint: aws.String(s.Endpoint),
+		UsePathStyle: true,
+		Retryer:      aws.NopRetryer{},
+		// Quiet: no "Response has no supported checksum" log lines.
+		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
+		DisableLogOutputChecksumValidationSkipped: true,
+	})
+}
+
+func createBucket(ctx context.Context, s *Server, name string) error {
+	_, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	return err
+}

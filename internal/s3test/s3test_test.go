@@ -1,0 +1,85 @@
+package s3test_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/drctl/drctl/internal/s3test"
+)
+
+func TestServer(t *testing.T) {
+	srv := s3test.Start(t)
+	resp, err := http.Get(srv.Endpoint + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("anonymous GET / = %s, want 403", resp.Status)
+	}
+	a, b := srv.NewBucket(t), srv.NewBucket(t)
+	if a == b {
+		t.Fatalf("bucket name %s reused", a)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if _, err := http.Get(srv.Endpoint + "/"); err == nil {
+		t.Fatalf("the server still answers after Stop")
+	}
+}
+
+func TestMissingBinary(t *testing.T) {
+	t.Setenv("DRCTL_VERSITYGW", "/nonexistent/versitygw")
+	t.Setenv("PATH", t.TempDir())
+	t.Chdir(t.TempDir()) // no go.mod above
+	_, err := s3test.StartServer()
+	if err == nil || !strings.Contains(err.Error(), "make test") || !strings.Contains(err.Error(), "/nonexistent/versitygw") {
+		t.Fatalf("StartServer without a binary = %v, want advice to run make test", err)
+	}
+}
+
+func TestFlakyProxy(t *testing.T) {
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "host="+r.Host)
+	})
+	up := httptest.NewServer(backend)
+	defer up.Close()
+	p := s3test.NewFlakyProxy(t, up.URL)
+	p.Next(s3test.Unavailable, s3test.Forbidden, s3test.Drop)
+
+	// No connection reuse: net/http silently retries a GET that fails on
+	// a reused connection, which would hide the drop.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func() (int, string, error) {
+		resp, err := client.Get(p.Endpoint + "/b/k")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), nil
+	}
+	if code, body, _ := get(); code != 503 || !strings.Contains(body, "<Code>ServiceUnavailable</Code>") {
+		t.Errorf("1st: %d %s", code, body)
+	}
+	if code, body, _ := get(); code != 403 || !strings.Contains(body, "<Code>AccessDenied</Code>") {
+		t.Errorf("2nd: %d %s", code, body)
+	}
+	if _, _, err := get(); err == nil {
+		t.Errorf("3rd: the connection was not dropped")
+	}
+	// Passed requests keep the Host the client signed.
+	if code, body, _ := get(); code != 200 || body != "host="+strings.TrimPrefix(p.Endpoint, "http://") {
+		t.Errorf("4th: %d %s", code, body)
+	}
+	if p.Requests() != 4 || p.Faulted() != 3 || p.Pending() != 0 {
+		t.Errorf("requests %d, faulted %d, pending %d", p.Requests(), p.Faulted(), p.Pending())
+	}
+}
