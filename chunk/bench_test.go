@@ -209,7 +209,7 @@ func BenchmarkCodecEncode(b *testing.B) {
 			var stored, raw int
 			i := 0
 			for b.Loop() {
-				dst = c.Encode(dst[:0], blobs[i%len(blobs)])
+				dst = c.Encode(dst[:0], blobs[i%len(blobs)], c.BlobID(blobs[i%len(blobs)]))
 				stored += len(dst)
 				raw += 1 << 20
 				i++
@@ -231,7 +231,7 @@ func BenchmarkCodecEncodeParallel(b *testing.B) {
 		dst := make([]byte, 0, 2<<20)
 		i := 0
 		for pb.Next() {
-			dst = c.Encode(dst[:0], blobs[i%len(blobs)])
+			dst = c.Encode(dst[:0], blobs[i%len(blobs)], c.BlobID(blobs[i%len(blobs)]))
 			i++
 		}
 	})
@@ -247,7 +247,7 @@ func BenchmarkCodecDecode(b *testing.B) {
 			stored := make([][]byte, len(blobs))
 			ids := make([]chunk.ID, len(blobs))
 			for i, bl := range blobs {
-				stored[i] = c.Encode(nil, bl)
+				stored[i] = c.Encode(nil, bl, c.BlobID(bl))
 				ids[i] = c.BlobID(bl)
 			}
 			dst := make([]byte, 0, 2<<20)
@@ -321,7 +321,7 @@ func BenchmarkPipeline(b *testing.B) {
 						}
 						id := c.BlobID(plain)
 						sink[0] ^= id[0]
-						dst = c.Encode(dst[:0], plain)
+						dst = c.Encode(dst[:0], plain, c.BlobID(plain))
 						stored += len(dst)
 						chunks++
 					}

@@ -11,7 +11,7 @@ import (
 // that Encode would never write: what a buggy writer holding the key could
 // leave in a repository.
 func sealBlob(k *Key, mode byte, payload []byte) []byte {
-	return k.seal([]byte{mode}, payload, []byte{mode})
+	return k.seal([]byte{mode}, payload, associatedData(mode, ID{}))
 }
 
 func internalTestCodec(t *testing.T) *Codec {
@@ -31,13 +31,13 @@ func internalTestCodec(t *testing.T) *Codec {
 func TestSealBlobMatchesEncode(t *testing.T) {
 	c := internalTestCodec(t)
 	for _, plain := range [][]byte{[]byte("raw"), bytes.Repeat([]byte("z"), 5000)} {
-		stored := c.Encode(nil, plain)
+		stored := c.Encode(nil, plain, ID{})
 		mode := stored[0]
 		payload := plain
 		if mode == modeZstd {
 			payload = c.enc.EncodeAll(plain, nil)
 		}
-		got, err := c.Decode(nil, sealBlob(c.key, mode, payload), c.BlobID(plain))
+		got, err := c.Decode(nil, sealBlob(c.key, mode, payload), ID{})
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("mode %d: hand-sealed blob does not decode: %v", mode, err)
 		}
@@ -82,14 +82,14 @@ func TestCodecDecodeBadPayload(t *testing.T) {
 func TestCodecModeByteAuthenticated(t *testing.T) {
 	c := internalTestCodec(t)
 	for _, plain := range [][]byte{[]byte("incompressible?"), bytes.Repeat([]byte("ab"), 1000)} {
-		stored := c.Encode(nil, plain)
+		stored := c.Encode(nil, plain, c.BlobID(plain))
 		for _, m := range []byte{modeRaw, modeZstd, 2} {
 			if m == stored[0] {
 				continue
 			}
 			bad := bytes.Clone(stored)
 			bad[0] = m
-			if _, err := c.Decode(nil, bad, ID{}); !errors.Is(err, ErrAuth) {
+			if _, err := c.Decode(nil, bad, c.BlobID(plain)); !errors.Is(err, ErrAuth) {
 				t.Fatalf("mode %d → %d: err = %v, want ErrAuth", stored[0], m, err)
 			}
 		}

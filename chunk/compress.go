@@ -59,10 +59,14 @@ func (c *Codec) Key() *Key { return c.key }
 func (c *Codec) BlobID(plain []byte) ID { return c.key.BlobID(plain) }
 
 // Encode compresses (when that helps) and encrypts plain, appending the
-// stored form to dst: mode byte, nonce, ciphertext, tag. The mode byte is
-// authenticated as associated data; it tells only what the sizes already
-// tell (whether the data compressed).
-func (c *Codec) Encode(dst, plain []byte) []byte {
+// stored form to dst: mode byte, nonce, ciphertext, tag. The mode byte and
+// the blob's id are authenticated as associated data: a stored blob opens
+// only under the id it was written for, so decoding proves the content is
+// the one the id names (a swapped or misplaced blob fails like a corrupt
+// one) without hashing the plaintext again. The mode byte tells only what
+// the sizes already tell: whether the data compressed. Metadata objects
+// that are not blobs use the zero id.
+func (c *Codec) Encode(dst, plain []byte, id ID) []byte {
 	sp := c.scratch.Get().(*[]byte)
 	z := c.enc.EncodeAll(plain, (*sp)[:0])
 	mode, payload := modeZstd, z
@@ -70,52 +74,61 @@ func (c *Codec) Encode(dst, plain []byte) []byte {
 		mode, payload = modeRaw, plain
 	}
 	dst = slices.Grow(dst, 1+len(payload)+Overhead)
-	ad := [1]byte{mode}
 	dst = append(dst, mode)
-	dst = c.key.seal(dst, payload, ad[:])
+	dst = c.key.seal(dst, payload, associatedData(mode, id))
 	*sp = z
 	c.scratch.Put(sp)
 	return dst
 }
 
-// Decode decrypts and decompresses a stored blob and checks that its
-// content hashes to want (skip the check with the zero id).
-func (c *Codec) Decode(dst, stored []byte, want ID) ([]byte, error) {
+func associatedData(mode byte, id ID) []byte {
+	ad := make([]byte, 1+len(id))
+	ad[0] = mode
+	copy(ad[1:], id[:])
+	return ad
+}
+
+// Decode authenticates a stored blob as the blob named id, then decrypts
+// and decompresses it, appending the plaintext to dst.
+func (c *Codec) Decode(dst, stored []byte, id ID) ([]byte, error) {
 	if len(stored) < 1+Overhead {
 		return nil, fmt.Errorf("decode blob: %d bytes is too short: %w", len(stored), ErrAuth)
 	}
 	mode := stored[0]
-	inner, err := c.key.open(nil, stored[1:], stored[:1])
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
 	switch mode {
 	case modeRaw:
-		if dst == nil {
-			out = inner
-		} else {
-			out = append(dst, inner...)
-		}
+		return c.key.open(dst, stored[1:], associatedData(mode, id))
 	case modeZstd:
-		out, err = c.dec.DecodeAll(inner, dst)
+		inner, err := c.key.open(nil, stored[1:], associatedData(mode, id))
+		if err != nil {
+			return nil, err
+		}
+		out, err := c.dec.DecodeAll(inner, dst)
 		if err != nil {
 			return nil, fmt.Errorf("decompress blob: %w", err)
 		}
-	default:
-		return nil, fmt.Errorf("decode blob: unknown payload mode %d: %w", mode, ErrAuth)
+		return out, nil
 	}
-	if !want.IsZero() {
-		if got := c.key.BlobID(out[len(dst):]); got != want {
-			return nil, fmt.Errorf("blob %s: %w", want.Short(), ErrIDMismatch)
-		}
+	return nil, fmt.Errorf("decode blob: unknown payload mode %d: %w", mode, ErrAuth)
+}
+
+// DecodeVerify is Decode plus a recomputation of the keyed hash of the
+// plaintext: the deep check of verify --read-data, which also catches a
+// writer that stored a blob under a wrong id.
+func (c *Codec) DecodeVerify(dst, stored []byte, id ID) ([]byte, error) {
+	out, err := c.Decode(dst, stored, id)
+	if err != nil {
+		return nil, err
+	}
+	if got := c.key.BlobID(out[len(dst):]); got != id {
+		return nil, fmt.Errorf("blob %s: %w", id.Short(), ErrIDMismatch)
 	}
 	return out, nil
 }
 
 // Seal encrypts metadata that is not a content-addressed blob (index files,
 // manifests): zstd then AES-GCM.
-func (c *Codec) Seal(plain []byte) []byte { return c.Encode(nil, plain) }
+func (c *Codec) Seal(plain []byte) []byte { return c.Encode(nil, plain, ID{}) }
 
 // Open reverses Seal.
 func (c *Codec) Open(sealed []byte) ([]byte, error) { return c.Decode(nil, sealed, ID{}) }

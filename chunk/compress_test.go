@@ -33,7 +33,7 @@ func TestCodecEncodeDecode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := c.BlobID(tc.plain)
-			stored := c.Encode(nil, tc.plain)
+			stored := c.Encode(nil, tc.plain, c.BlobID(tc.plain))
 			if max := len(tc.plain) + 1 + chunk.Overhead; len(stored) > max {
 				t.Fatalf("stored %d bytes for %d plaintext bytes, more than %d", len(stored), len(tc.plain), max)
 			}
@@ -54,9 +54,12 @@ func TestCodecEncodeDecode(t *testing.T) {
 			if !bytes.Equal(got, tc.plain) {
 				t.Fatalf("Decode returned %d bytes that differ from the %d-byte plaintext", len(got), len(tc.plain))
 			}
-			// The zero id skips the check.
-			if got, err := c.Decode(nil, stored, chunk.ID{}); err != nil || !bytes.Equal(got, tc.plain) {
-				t.Fatalf("Decode with the zero id: %v", err)
+			// A blob opens only under the id it was written for.
+			if _, err := c.Decode(nil, stored, chunk.ID{}); !errors.Is(err, chunk.ErrAuth) {
+				t.Fatalf("Decode under another id: err = %v, want ErrAuth", err)
+			}
+			if got, err := c.DecodeVerify(nil, stored, id); err != nil || !bytes.Equal(got, tc.plain) {
+				t.Fatalf("DecodeVerify: %v", err)
 			}
 		})
 	}
@@ -68,7 +71,7 @@ func TestCodecAppend(t *testing.T) {
 	c := testCodec(t)
 	for _, plain := range [][]byte{nil, randomBytes(5, 3000), bytes.Repeat([]byte("ab"), 3000)} {
 		prefix := []byte("some earlier bytes")
-		stored := c.Encode(append([]byte(nil), prefix...), plain)
+		stored := c.Encode(append([]byte(nil), prefix...), plain, c.BlobID(plain))
 		if !bytes.HasPrefix(stored, prefix) {
 			t.Fatal("Encode did not append to dst")
 		}
@@ -86,14 +89,22 @@ func TestCodecAppend(t *testing.T) {
 func TestCodecDecodeWrongID(t *testing.T) {
 	c := testCodec(t)
 	for _, plain := range [][]byte{[]byte("hello"), randomBytes(6, 10000), make([]byte, 10000)} {
-		stored := c.Encode(nil, plain)
+		stored := c.Encode(nil, plain, c.BlobID(plain))
 		wrong := c.BlobID(append([]byte("x"), plain...))
-		_, err := c.Decode(nil, stored, wrong)
-		if !errors.Is(err, chunk.ErrIDMismatch) {
-			t.Fatalf("Decode with a wrong id: err = %v, want ErrIDMismatch", err)
+		// A blob read under another id (a swapped or misplaced blob) fails
+		// authentication.
+		if _, err := c.Decode(nil, stored, wrong); !errors.Is(err, chunk.ErrAuth) {
+			t.Fatalf("Decode with a wrong id: err = %v, want ErrAuth", err)
 		}
-		if errors.Is(err, chunk.ErrAuth) {
-			t.Fatalf("id mismatch reported as an authentication failure: %v", err)
+		// A blob written under a wrong id (a writer bug) authenticates, and
+		// only the deep check finds it.
+		mislabeled := c.Encode(nil, plain, wrong)
+		if _, err := c.Decode(nil, mislabeled, wrong); err != nil {
+			t.Fatalf("Decode of a mislabeled blob: %v", err)
+		}
+		_, err := c.DecodeVerify(nil, mislabeled, wrong)
+		if !errors.Is(err, chunk.ErrIDMismatch) || errors.Is(err, chunk.ErrAuth) {
+			t.Fatalf("DecodeVerify of a mislabeled blob: err = %v, want ErrIDMismatch", err)
 		}
 	}
 }
@@ -101,7 +112,7 @@ func TestCodecDecodeWrongID(t *testing.T) {
 func TestCodecDecodeCorrupt(t *testing.T) {
 	c := testCodec(t)
 	for _, plain := range [][]byte{nil, []byte("short"), randomBytes(7, 2000), bytes.Repeat([]byte("compress me "), 500)} {
-		stored := c.Encode(nil, plain)
+		stored := c.Encode(nil, plain, c.BlobID(plain))
 		id := c.BlobID(plain)
 		for bit := 0; bit < 8*len(stored); bit += 1 + bit/64 {
 			if _, err := c.Decode(nil, flipBit(stored, bit), id); !errors.Is(err, chunk.ErrAuth) {
@@ -150,7 +161,7 @@ func TestCodecConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for r := range 20 {
 				plain := inputs[(g+r)%len(inputs)]
-				got, err := c.Decode(nil, c.Encode(nil, plain), c.BlobID(plain))
+				got, err := c.Decode(nil, c.Encode(nil, plain, c.BlobID(plain)), c.BlobID(plain))
 				if err != nil || !bytes.Equal(got, plain) {
 					mu.Lock()
 					failures = append(failures, "round trip failed under concurrency")

@@ -72,7 +72,7 @@ func TestNewPackerBuf(t *testing.T) {
 	buf := []byte("stale bytes from an earlier pack")
 	p := chunk.NewPackerBuf(buf)
 	plain := []byte("blob")
-	p.Add(chunk.DataBlob, c.BlobID(plain), c.Encode(nil, plain), len(plain))
+	p.Add(chunk.DataBlob, c.BlobID(plain), c.Encode(nil, plain, c.BlobID(plain)), len(plain))
 	pack, _, blobs := p.Finish(c)
 	got, err := chunk.ParsePackHeader(c, pack)
 	if err != nil || len(got) != 1 || got[0] != blobs[0] || got[0].Offset != 0 {

@@ -108,7 +108,7 @@ func makeTinyPack(c *chunk.Codec, n int) testPack {
 	p := chunk.NewPacker(0)
 	for i := range n {
 		plain := []byte{byte(i), byte(i * 3)}[:i%3]
-		p.Add(chunk.BlobType(1+i%2), c.BlobID(plain), c.Encode(nil, plain), len(plain))
+		p.Add(chunk.BlobType(1+i%2), c.BlobID(plain), c.Encode(nil, plain, c.BlobID(plain)), len(plain))
 	}
 	var tp testPack
 	tp.bytes, tp.id, tp.blobs = p.Finish(c)

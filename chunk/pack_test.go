@@ -39,7 +39,7 @@ func makePack(tb testing.TB, c *chunk.Codec, seed uint64, n int) testPack {
 			typ = chunk.MetaBlob
 		}
 		id := c.BlobID(plain)
-		p.Add(typ, id, c.Encode(nil, plain), len(plain))
+		p.Add(typ, id, c.Encode(nil, plain, c.BlobID(plain)), len(plain))
 		tp.plains = append(tp.plains, plain)
 	}
 	if p.Count() != n {

@@ -193,19 +193,19 @@ func locate(path string, env func(string) (string, bool), home string) (string, 
 		}
 	}
 	if path != "" {
-		if _, err := statFile(path); err != nil {
+		if err := checkFile(path); err != nil {
 			return "", nil, fmt.Errorf("open config file %s: %w", path, err)
 		}
 		return path, nil, nil
 	}
 	searched := searchPaths(env, home)
 	for _, p := range searched {
-		ok, err := statFile(p)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", searched, fmt.Errorf("open config file %s: %w", p, err)
-		}
-		if ok {
+		err := checkFile(p)
+		if err == nil {
 			return p, searched, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", searched, fmt.Errorf("open config file %s: %w", p, err)
 		}
 	}
 	return "", searched, nil
@@ -221,16 +221,16 @@ func searchPaths(env func(string) (string, bool), home string) []string {
 	return append(paths, systemConfigFile)
 }
 
-// statFile reports whether p exists as a regular file.
-func statFile(p string) (bool, error) {
+// checkFile returns nil if p exists and is not a directory.
+func checkFile(p string) error {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if fi.IsDir() {
-		return false, fmt.Errorf("is a directory, not a %s file", FileName)
+		return fmt.Errorf("is a directory, not a %s file", FileName)
 	}
-	return true, nil
+	return nil
 }
 
 func displayName(file string) string {

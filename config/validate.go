@@ -39,7 +39,10 @@ func (c *Config) validate() error {
 	c.checkRepositoryRef("repository", c.Repository)
 	diskOwner := map[string]string{} // cleaned disk path -> key of its first use
 	for _, name := range sortedKeys(c.VMs) {
-		c.validateVM(name, c.VMs[name], diskOwner)
+		vm := c.VMs[name]
+		vm.Name = name
+		c.VMs[name] = vm
+		c.validateVM(name, vm, diskOwner)
 	}
 	return c.problems.err()
 }

@@ -82,15 +82,28 @@ func TestKilledReplicate(t *testing.T) {
 	cmd := exec.Command(drctlBin, "replicate", "-r", repo, "--vm", "big", "--disk", img)
 	cmd.Env = e.vars
 	cmd.Dir = e.dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(indexFiles(t, repo)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+wait:
+	for len(indexFiles(t, repo)) == 0 {
+		select {
+		case err := <-exited:
+			t.Fatalf("replicate ended before it could be killed (%v): %s", err, stderr.String())
+		case <-deadline:
+			break wait
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	if err := <-exited; err == nil {
+		t.Fatalf("replicate finished before the kill: %s", stderr.String())
+	}
 	if len(indexFiles(t, repo)) == 0 {
 		t.Fatal("the run was not killed mid-upload: no index file was written")
 	}
@@ -100,7 +113,7 @@ func TestKilledReplicate(t *testing.T) {
 
 	s := lastSummary(t, e.ok("replicate", "-r", repo, "--vm", "big", "--disk", img, "--json"))
 	if s.BytesNew >= 320<<20 {
-		t.Fatalf("the rerun stored %d new bytes: nothing of the killed run was reused", s.BytesNew)
+		t.Fatalf("the rerun stored %d new bytes: nothing of the killed run was reused (index files %v, packs %d)", s.BytesNew, indexFiles(t, repo), len(packFiles(t, repo)))
 	}
 	e.ok("verify", "-r", repo, "--read-data")
 	out := filepath.Join(e.dir, "out")
@@ -108,8 +121,14 @@ func TestKilledReplicate(t *testing.T) {
 	sameFile(t, img, filepath.Join(out, "big.img"))
 }
 
+// indexFiles lists the complete index files (not the target's temporary
+// files, whose names start with a dot).
 func indexFiles(t *testing.T, repo string) []string {
-	m, _ := filepath.Glob(filepath.Join(repo, "index", "*"))
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(repo, "index", "[^.]*"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 

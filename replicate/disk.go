@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/internal/bufpool"
 	"github.com/drctl/drctl/repo"
 )
 
@@ -38,6 +39,7 @@ type diskJob struct {
 type readBuf struct {
 	off     int64
 	data    []byte   // block-aligned start; len may end short at EOF
+	buf     *[]byte  // pooled backing of data
 	digests []uint64 // one per block
 	done    chan struct{}
 }
@@ -46,7 +48,8 @@ type readBuf struct {
 type item struct {
 	off  int64
 	data []byte
-	pool *sync.Pool
+	buf  *[]byte // pooled backing of data, returned to pool after use
+	pool *bufpool.Pool
 }
 
 func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
@@ -62,7 +65,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	// Stage 1: read allocated ranges in order.
 	bufs := make(chan *readBuf, 8)
 	digestJobs := make(chan *readBuf, 8)
-	bufPool := sync.Pool{New: func() any { return make([]byte, readBufSize) }}
+	bufPool := bufpool.New(readBufSize)
 	g.Go(func() error {
 		defer close(bufs)
 		defer close(digestJobs)
@@ -71,12 +74,13 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 			end := min((rg[1]+bs-1)/bs*bs, j.size)
 			for off := start; off < end; {
 				n := min(int64(readBufSize), end-off)
-				buf := bufPool.Get().([]byte)[:n]
+				bp := bufPool.Get()
+				buf := (*bp)[:n]
 				if _, err := j.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 					return fmt.Errorf("read %s at %d: %w", j.path, off, err)
 				}
 				j.counters.BytesRead.Add(n)
-				rb := &readBuf{off: off, data: buf, done: make(chan struct{})}
+				rb := &readBuf{off: off, data: buf, buf: bp, done: make(chan struct{})}
 				select {
 				case bufs <- rb:
 				case <-gctx.Done():
@@ -127,14 +131,14 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 				id, _, err := j.w.Save(gctx, chunk.DataBlob, it.data)
 				n := int64(len(it.data))
 				if it.pool != nil {
-					it.pool.Put(it.data[:cap(it.data)])
+					it.pool.Put(it.buf)
 				}
 				if err != nil {
 					storeErr <- fmt.Errorf("store data of %s at %d: %w", j.name, it.off, err)
 					// Drain so the producers never block.
 					for it := range items {
 						if it.pool != nil {
-							it.pool.Put(it.data[:cap(it.data)])
+							it.pool.Put(it.buf)
 						}
 					}
 					return
@@ -168,7 +172,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 			}
 			pos = rb.off + int64(len(rb.data))
 			j.counters.BytesScanned.Add(int64(len(rb.data)))
-			bufPool.Put(rb.data[:cap(rb.data)])
+			bufPool.Put(rb.buf)
 		}
 		if pos < j.size {
 			if err := seg.hole(gctx, pos, j.size); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/internal/bufpool"
 	"github.com/drctl/drctl/repo"
 )
 
@@ -41,7 +42,7 @@ type segmenter struct {
 
 	streams     chan stream
 	chunkerDone chan error
-	chunkPool   *sync.Pool
+	chunkPool   *bufpool.Pool
 	closeOnce   sync.Once
 }
 
@@ -62,7 +63,7 @@ func newSegmenter(j *diskJob, items chan<- item) *segmenter {
 		runStart:    -1,
 		streams:     make(chan stream),
 		chunkerDone: make(chan error, 1),
-		chunkPool:   &sync.Pool{New: func() any { return make([]byte, cfg.Chunker.MaxSize) }},
+		chunkPool:   bufpool.New(int(cfg.Chunker.MaxSize)),
 	}
 	s.runBuf = make([]byte, 0, s.small+int(s.bs))
 	go func() { s.chunkerDone <- s.chunkLoop(cfg.Chunker) }()
@@ -81,8 +82,8 @@ func (s *segmenter) chunkLoop(p chunk.Params) error {
 		c.Reset(st.r)
 		off := st.off
 		for {
-			buf := s.chunkPool.Get().([]byte)
-			data, err := c.Next(buf[:cap(buf)])
+			buf := s.chunkPool.Get()
+			data, err := c.Next(*buf)
 			if errors.Is(err, io.EOF) {
 				s.chunkPool.Put(buf)
 				break
@@ -92,7 +93,7 @@ func (s *segmenter) chunkLoop(p chunk.Params) error {
 				st.r.CloseWithError(failed)
 				break
 			}
-			s.items <- item{off: off, data: data, pool: s.chunkPool}
+			s.items <- item{off: off, data: data, buf: buf, pool: s.chunkPool}
 			off += int64(len(data))
 		}
 	}

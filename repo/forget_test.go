@@ -137,7 +137,7 @@ func TestApplyPolicyReasonsAndZone(t *testing.T) {
 	// Days begin where now says: two hours east of UTC both snapshots
 	// fall on 6 January.
 	east := time.FixedZone("UTC+2", 2*3600)
-	keep, _, reasons = repo.ApplyPolicy(snaps, repo.KeepPolicy{Daily: 2}, time.Date(2025, 1, 7, 0, 0, 0, 0, east))
+	keep, _, _ = repo.ApplyPolicy(snaps, repo.KeepPolicy{Daily: 2}, time.Date(2025, 1, 7, 0, 0, 0, 0, east))
 	if len(keep) != 1 || keep[0].ID != "vm@2025-01-06 00:30" {
 		t.Fatalf("keep in UTC+2: %v", ids(keep))
 	}

@@ -720,7 +720,7 @@ func (v *verifier) checkPack(ctx context.Context, p *idxPack) error {
 			bads = append(bads, badBlob{b, fmt.Sprintf("lies past the end of the %d-byte pack", len(data))})
 			continue
 		}
-		plain, err = v.r.codec.Decode(plain[:0], data[b.Offset:end], b.ID)
+		plain, err = v.r.codec.DecodeVerify(plain[:0], data[b.Offset:end], b.ID)
 		switch {
 		case err != nil:
 			bads = append(bads, badBlob{b, err.Error()})

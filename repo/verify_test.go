@@ -249,7 +249,7 @@ func putStrayPack(t *testing.T, f *fixture) string {
 	c := f.r.Codec()
 	plain := []byte("a blob nobody indexed")
 	p := chunk.NewPacker(0)
-	p.Add(chunk.DataBlob, c.BlobID(plain), c.Encode(nil, plain), len(plain))
+	p.Add(chunk.DataBlob, c.BlobID(plain), c.Encode(nil, plain, c.BlobID(plain)), len(plain))
 	data, id, _ := p.Finish(c)
 	if id != sha256.Sum256(data) {
 		t.Fatal("pack id is not the hash of its bytes")

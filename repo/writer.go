@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/internal/bufpool"
 )
 
 // WriterStats count what a Writer stored.
@@ -45,9 +46,9 @@ type Writer struct {
 	err      error
 	ctx      context.Context
 	cancel   context.CancelFunc
-	indexMu  sync.Mutex
-	bufPool  sync.Pool
-	encPool  sync.Pool // encode output, copied into a pack right away
+	packPool *bufpool.Pool
+	packBufs map[chunk.BlobType]*[]byte // pooled backing of each open data packer
+	encPool  sync.Pool                  // encode output, copied into a pack right away
 	stats    WriterStats
 	sizeHint int
 }
@@ -70,7 +71,8 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 	}
 	// Room for a full pack, the blob that overflows it and the header, so
 	// a pack never reallocates its buffer.
-	w.bufPool.New = func() any { return make([]byte, 0, w.sizeHint+int(r.cfg.Chunker.MaxSize)+w.sizeHint/64+4096) }
+	w.packPool = bufpool.New(w.sizeHint + int(r.cfg.Chunker.MaxSize) + w.sizeHint/64 + 4096)
+	w.packBufs = map[chunk.BlobType]*[]byte{}
 	w.encPool.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for i := 0; i < r.opts.Uploads; i++ {
 		w.wg.Add(1)
@@ -115,7 +117,7 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	w.mu.Unlock()
 
 	sp := w.encPool.Get().(*[]byte)
-	stored := w.r.codec.Encode((*sp)[:0], plain)
+	stored := w.r.codec.Encode((*sp)[:0], plain, id)
 	defer func() { *sp = stored[:0]; w.encPool.Put(sp) }()
 
 	w.mu.Lock()
@@ -126,7 +128,9 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	p := w.packers[t]
 	if p == nil {
 		if t == chunk.DataBlob {
-			p = chunk.NewPackerBuf(w.bufPool.Get().([]byte))
+			bp := w.packPool.Get()
+			w.packBufs[t] = bp
+			p = chunk.NewPackerBuf(*bp)
 		} else {
 			// Metadata is small; it must not pin a whole pack buffer.
 			p = chunk.NewPacker(1 << 20)
@@ -135,23 +139,25 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	}
 	p.Add(t, id, stored, len(plain))
 	var full *chunk.Packer
+	var fullBuf *[]byte
 	if p.Size() >= w.r.cfg.PackSize {
-		full = p
+		full, fullBuf = p, w.packBufs[t]
 		delete(w.packers, t)
+		delete(w.packBufs, t)
 	}
 	w.mu.Unlock()
 	atomic.AddInt64(&w.stats.BlobsNew, 1)
 	atomic.AddInt64(&w.stats.BytesNew, int64(len(plain)))
 	if full != nil {
-		return true, w.send(ctx, full)
+		return true, w.send(ctx, full, fullBuf)
 	}
 	return true, nil
 }
 
-func (w *Writer) send(ctx context.Context, p *chunk.Packer) error {
+func (w *Writer) send(ctx context.Context, p *chunk.Packer, buf *[]byte) error {
 	data, id, blobs := p.Finish(w.r.codec)
 	select {
-	case w.uploads <- packJob{data: data, id: id, blobs: blobs}:
+	case w.uploads <- packJob{data: data, id: id, blobs: blobs, buf: buf}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -190,8 +196,9 @@ func (w *Writer) upload(j packJob) error {
 	atomic.AddInt64(&w.stats.Packs, 1)
 	atomic.AddInt64(&w.stats.BytesStored, int64(len(j.data)))
 	ip := chunk.IndexPack{ID: j.id, Size: uint32(len(j.data)), Blobs: j.blobs}
-	if cap(j.data) >= w.sizeHint {
-		w.bufPool.Put(j.data[:0])
+	if j.buf != nil {
+		*j.buf = j.data[:cap(j.data)]
+		w.packPool.Put(j.buf)
 	}
 	w.mu.Lock()
 	w.pending = append(w.pending, ip)
@@ -242,17 +249,22 @@ func (w *Writer) failed() error {
 // Flush uploads the partly filled packs and indexes everything uploaded so
 // far, without closing the writer.
 func (w *Writer) Flush(ctx context.Context) error {
+	type open struct {
+		p   *chunk.Packer
+		buf *[]byte
+	}
 	w.mu.Lock()
-	var ps []*chunk.Packer
+	var ps []open
 	for t, p := range w.packers {
 		if p.Count() > 0 {
-			ps = append(ps, p)
+			ps = append(ps, open{p, w.packBufs[t]})
 		}
 		delete(w.packers, t)
+		delete(w.packBufs, t)
 	}
 	w.mu.Unlock()
-	for _, p := range ps {
-		if err := w.send(ctx, p); err != nil {
+	for _, o := range ps {
+		if err := w.send(ctx, o.p, o.buf); err != nil {
 			return err
 		}
 	}
@@ -308,4 +320,5 @@ type packJob struct {
 	data  []byte
 	id    chunk.ID
 	blobs []chunk.PackedBlob
+	buf   *[]byte // pooled backing of data, if any
 }
