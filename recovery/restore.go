@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -108,15 +109,19 @@ func RestoreDisk(ctx context.Context, r *repo.Repository, d repo.Disk, path stri
 	if err := f.Truncate(d.Size); err != nil {
 		return fmt.Errorf("size %s: %w", tmp, err)
 	}
+	start := time.Now()
+	wb := &writeback{f: f}
 	for first := 0; first < len(d.Pages); first += pagesPerBatch {
 		last := min(first+pagesPerBatch, len(d.Pages))
-		if err := restorePages(ctx, r, d, first, last, f, opts); err != nil {
+		if err := restorePages(ctx, r, d, first, last, f, wb, opts); err != nil {
 			return err
 		}
 	}
+	written := time.Now()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
+	opts.Logger.Debug("disk restored", "disk", d.Name, "write", written.Sub(start), "sync", time.Since(written))
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
 	}
@@ -153,7 +158,7 @@ type spanBlob struct {
 	exts []repo.Extent
 }
 
-func restorePages(ctx context.Context, r *repo.Repository, d repo.Disk, first, last int, f *os.File, opts RestoreOptions) error {
+func restorePages(ctx context.Context, r *repo.Repository, d repo.Disk, first, last int, f *os.File, wb *writeback, opts RestoreOptions) error {
 	// Load the batch's map pages.
 	pages := make([][]repo.Extent, last-first)
 	g, gctx := errgroup.WithContext(ctx)
@@ -182,7 +187,7 @@ func restorePages(ctx context.Context, r *repo.Repository, d repo.Disk, first, l
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
 	for _, sp := range spans {
-		g.Go(func() error { return restoreSpan(gctx, r, sp, f, opts) })
+		g.Go(func() error { return restoreSpan(gctx, r, sp, f, wb, opts) })
 	}
 	return g.Wait()
 }
@@ -221,7 +226,7 @@ func planSpans(ctx context.Context, r *repo.Repository, byBlob map[chunk.ID][]re
 	return spans, nil
 }
 
-func restoreSpan(ctx context.Context, r *repo.Repository, sp span, f *os.File, opts RestoreOptions) error {
+func restoreSpan(ctx context.Context, r *repo.Repository, sp span, f *os.File, wb *writeback, opts RestoreOptions) error {
 	data, err := r.Target().GetRange(ctx, repo.PackKey(sp.pack), sp.off, sp.len)
 	if err != nil {
 		return fmt.Errorf("read pack %s: %w", sp.pack.Short(), err)
@@ -242,6 +247,7 @@ func restoreSpan(ctx context.Context, r *repo.Repository, sp span, f *os.File, o
 				return fmt.Errorf("write %s at %d: %w", f.Name(), e.Off, err)
 			}
 			opts.Counters.BytesWritten.Add(e.Len)
+			wb.wrote(e.Len)
 		}
 	}
 	return nil
