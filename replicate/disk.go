@@ -63,8 +63,8 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	g, gctx := errgroup.WithContext(ctx)
 
 	// Stage 1: read allocated ranges in order.
-	bufs := make(chan *readBuf, 8)
-	digestJobs := make(chan *readBuf, 8)
+	bufs := make(chan *readBuf, 4)
+	digestJobs := make(chan *readBuf, 4)
 	bufPool := bufpool.New(readBufSize)
 	g.Go(func() error {
 		defer close(bufs)
@@ -116,7 +116,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	}
 
 	// Stage 4: store blobs (chunk id, compress, encrypt, pack).
-	items := make(chan item, 2*j.workers)
+	items := make(chan item, j.workers)
 	var (
 		updMu   sync.Mutex
 		updates []repo.Extent

@@ -69,9 +69,9 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 		cancel:   cancel,
 		sizeHint: r.cfg.PackSize,
 	}
-	// Room for a full pack, the blob that overflows it and the header, so
-	// a pack never reallocates its buffer.
-	w.packPool = bufpool.New(w.sizeHint + int(r.cfg.Chunker.MaxSize) + w.sizeHint/64 + 4096)
+	// Room for a full pack and its header (about 45 bytes a blob, blobs
+	// of 4 KiB at least), so a pack never reallocates its buffer.
+	w.packPool = bufpool.New(w.sizeHint + w.sizeHint/64 + 4096)
 	w.packBufs = map[chunk.BlobType]*[]byte{}
 	w.encPool.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for i := 0; i < r.opts.Uploads; i++ {
@@ -126,6 +126,16 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 		return false, errors.New("save blob: writer is closed")
 	}
 	p := w.packers[t]
+	var full *chunk.Packer
+	var fullBuf *[]byte
+	if p != nil && p.Count() > 0 && p.Size()+len(stored) > w.r.cfg.PackSize {
+		// Close the pack before it would pass the target size, so a pack
+		// buffer never needs more than PackSize plus its header.
+		full, fullBuf = p, w.packBufs[t]
+		delete(w.packers, t)
+		delete(w.packBufs, t)
+		p = nil
+	}
 	if p == nil {
 		if t == chunk.DataBlob {
 			bp := w.packPool.Get()
@@ -138,13 +148,6 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 		w.packers[t] = p
 	}
 	p.Add(t, id, stored, len(plain))
-	var full *chunk.Packer
-	var fullBuf *[]byte
-	if p.Size() >= w.r.cfg.PackSize {
-		full, fullBuf = p, w.packBufs[t]
-		delete(w.packers, t)
-		delete(w.packBufs, t)
-	}
 	w.mu.Unlock()
 	atomic.AddInt64(&w.stats.BlobsNew, 1)
 	atomic.AddInt64(&w.stats.BytesNew, int64(len(plain)))

@@ -15,7 +15,7 @@ func main() {
 	// GOGC of 100 would let the heap grow to twice that. A lower target
 	// costs little CPU because the pools keep the allocation rate low.
 	if _, ok := os.LookupEnv("GOGC"); !ok {
-		debug.SetGCPercent(25)
+		debug.SetGCPercent(10)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
