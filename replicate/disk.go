@@ -117,10 +117,11 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 
 	// Stage 4: store blobs (chunk id, compress, encrypt, pack).
 	items := make(chan item, j.workers)
-	var (
-		updMu   sync.Mutex
-		updates []repo.Extent
-	)
+	pages := newPageBuilder(j, cfg.PageSize)
+	// The store stage outlives the errgroup (whose context ends with
+	// Wait), so it has its own context, cancelled when the group fails.
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
 	var storeWG sync.WaitGroup
 	storeErr := make(chan error, j.workers)
 	for range j.workers {
@@ -128,7 +129,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 		go func() {
 			defer storeWG.Done()
 			for it := range items {
-				id, _, err := j.w.Save(gctx, chunk.DataBlob, it.data)
+				id, _, err := j.w.Save(sctx, chunk.DataBlob, it.data)
 				n := int64(len(it.data))
 				if it.pool != nil {
 					it.pool.Put(it.buf)
@@ -143,16 +144,22 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 					}
 					return
 				}
-				updMu.Lock()
-				updates = append(updates, repo.Extent{Off: it.off, Len: n, Blob: id})
-				updMu.Unlock()
+				if err := pages.stored(sctx, repo.Extent{Off: it.off, Len: n, Blob: id}); err != nil {
+					storeErr <- err
+					for it := range items {
+						if it.pool != nil {
+							it.pool.Put(it.buf)
+						}
+					}
+					return
+				}
 			}
 		}()
 	}
 
 	// Stage 3: compare digests with the parent's, cut changed runs, chunk
 	// the long ones.
-	seg := newSegmenter(j, items)
+	seg := newSegmenter(j, items, pages)
 	g.Go(func() error {
 		defer seg.close()
 		pos := int64(0)
@@ -183,6 +190,9 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	})
 
 	err = g.Wait()
+	if err != nil {
+		scancel()
+	}
 	seg.close()
 	close(items)
 	storeWG.Wait()
@@ -193,84 +203,6 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	if err != nil {
 		return repo.Disk{}, err
 	}
-	return j.buildPages(ctx, seg, updates)
+	return pages.disk()
 }
 
-// buildPages makes the new disk's map pages: a page with changes is the
-// parent's page overlaid with this run's extents and holes; a page without
-// changes keeps the parent's blobs and is never read.
-func (j *diskJob) buildPages(ctx context.Context, seg *segmenter, updates []repo.Extent) (repo.Disk, error) {
-	ps := seg.ps
-	nPages := (j.size + ps - 1) / ps
-	disk := repo.Disk{
-		Name: j.name, Source: j.path, Size: j.size, PageSize: ps, BlockSize: int(seg.bs),
-		Pages: make([]repo.PageRef, nPages), ChangeSource: "full",
-	}
-	if j.parent != nil {
-		disk.ChangeSource = "scan"
-	}
-	updByPage := repo.SplitPages(updates, ps)
-	holesByPage := splitRanges(seg.holes, ps)
-	for p := int64(0); p < nPages; p++ {
-		pStart, pEnd := p*ps, min((p+1)*ps, j.size)
-		var base []repo.Extent
-		if par := j.parent; par != nil && p < int64(len(par.Pages)) {
-			parEnd := min((p+1)*ps, par.Size)
-			if !seg.dirtyPage[p] && parEnd == pEnd {
-				disk.Pages[p] = par.Pages[p]
-				disk.Allocated += par.Pages[p].Allocated
-				continue
-			}
-			var err error
-			base, err = j.r.LoadMapPage(ctx, par.Pages[p], pStart, parEnd)
-			if err != nil {
-				return repo.Disk{}, fmt.Errorf("parent map of %s: %w", j.name, err)
-			}
-			base = clip(base, pEnd)
-		}
-		exts := repo.Overlay(base, updByPage[p], holesByPage[p])
-		ref := repo.PageRef{Digests: seg.digestRefs[p].Digests}
-		for _, e := range exts {
-			ref.Allocated += e.Len
-		}
-		if len(exts) > 0 {
-			var err error
-			ref.Map, _, err = j.w.Save(ctx, chunk.MetaBlob, repo.EncodeMapPage(exts, pStart))
-			if err != nil {
-				return repo.Disk{}, fmt.Errorf("store map page %d of %s: %w", p, j.name, err)
-			}
-		}
-		disk.Pages[p] = ref
-		disk.Allocated += ref.Allocated
-	}
-	return disk, nil
-}
-
-// clip drops the parts of extents at or past end (a disk that shrank).
-func clip(exts []repo.Extent, end int64) []repo.Extent {
-	out := exts[:0]
-	for _, e := range exts {
-		if e.Off >= end {
-			break
-		}
-		if e.End() > end {
-			e.Len = end - e.Off
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// splitRanges cuts sorted ranges at page boundaries.
-func splitRanges(rs []repo.Range, pageSize int64) map[int64][]repo.Range {
-	out := map[int64][]repo.Range{}
-	for _, r := range rs {
-		for r.Len > 0 {
-			p := r.Off / pageSize
-			end := min(r.End(), (p+1)*pageSize)
-			out[p] = append(out[p], repo.Range{Off: r.Off, Len: end - r.Off})
-			r = repo.Range{Off: end, Len: r.End() - end}
-		}
-	}
-	return out
-}

@@ -16,9 +16,13 @@ import (
 )
 
 func newRepo(t testing.TB) (*repo.Repository, *memtarget.Target) {
+	return newRepoTuned(t, nil)
+}
+
+func newRepoTuned(t testing.TB, tune func(*repo.Config)) (*repo.Repository, *memtarget.Target) {
 	t.Helper()
 	mt := memtarget.New()
-	r, err := repo.Init(context.Background(), mt, "pw", repo.Options{KDF: repo.FastKDF})
+	r, err := repo.Init(context.Background(), mt, "pw", repo.Options{KDF: repo.FastKDF, Tune: tune})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +103,17 @@ func restoreAndCompare(t *testing.T, r *repo.Repository, snap *repo.Snapshot, wa
 }
 
 func TestReplicateIncrementalRestore(t *testing.T) {
+	t.Run("default pages", func(t *testing.T) { testIncrementalRestore(t, nil) })
+	// Pages of 1 MiB: long runs and chunks cross page boundaries, and
+	// pages complete while later ones are still being stored.
+	t.Run("small pages", func(t *testing.T) {
+		testIncrementalRestore(t, func(c *repo.Config) { c.PageSize = 1 << 20; c.PackSize = 1 << 20 })
+	})
+}
+
+func testIncrementalRestore(t *testing.T, tune func(*repo.Config)) {
 	ctx := context.Background()
-	r, _ := newRepo(t)
+	r, _ := newRepoTuned(t, tune)
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.img")
 	b := filepath.Join(dir, "b.img")

@@ -24,16 +24,11 @@ type segmenter struct {
 	ps    int64
 	small int
 
+	pages      *pageBuilder
 	page       int64 // current page, -1 before the first
 	parentDig  []uint64
 	parentKnow bool
 	newDig     []uint64
-	digestRefs map[int64]repo.PageRef
-	dirtyPage  map[int64]bool
-	allocated  int64
-	pageAlloc  map[int64]int64
-
-	holes []repo.Range
 
 	runStart int64
 	runEnd   int64
@@ -51,15 +46,13 @@ type stream struct {
 	r   *io.PipeReader
 }
 
-func newSegmenter(j *diskJob, items chan<- item) *segmenter {
+func newSegmenter(j *diskJob, items chan<- item, pages *pageBuilder) *segmenter {
 	cfg := j.r.Config()
 	s := &segmenter{
 		j: j, items: items,
 		bs: int64(cfg.BlockSize), ps: cfg.PageSize, small: cfg.SmallRun,
+		pages:       pages,
 		page:        -1,
-		digestRefs:  map[int64]repo.PageRef{},
-		dirtyPage:   map[int64]bool{},
-		pageAlloc:   map[int64]int64{},
 		runStart:    -1,
 		streams:     make(chan stream),
 		chunkerDone: make(chan error, 1),
@@ -147,12 +140,14 @@ func (s *segmenter) flushPage(ctx context.Context) error {
 	if s.page < 0 {
 		return nil
 	}
+	// The run in progress may continue into the next page; its bytes in
+	// this page are already counted as waiting, so the page is built
+	// when they are stored.
 	id, _, err := s.j.w.Save(ctx, chunk.MetaBlob, repo.EncodeDigests(s.newDig))
 	if err != nil {
 		return fmt.Errorf("store digests of %s page %d: %w", s.j.name, s.page, err)
 	}
-	s.digestRefs[s.page] = repo.PageRef{Digests: id}
-	return nil
+	return s.pages.scanned(ctx, s.page, id)
 }
 
 // data processes a read buffer.
@@ -165,10 +160,6 @@ func (s *segmenter) data(ctx context.Context, off int64, data []byte, digests []
 		blk := data[int64(i)*s.bs : min(int64(i+1)*s.bs, int64(len(data)))]
 		bi := (bo - s.page*s.ps) / s.bs
 		s.newDig[bi] = d
-		if d != 0 {
-			s.allocated += int64(len(blk))
-			s.pageAlloc[s.page] += int64(len(blk))
-		}
 		pd, known := s.parentDigest(bi)
 		switch {
 		case known && pd == d:
@@ -214,14 +205,7 @@ func (s *segmenter) hole(ctx context.Context, from, to int64) error {
 	return nil
 }
 
-func (s *segmenter) addHole(off, n int64) {
-	s.dirtyPage[off/s.ps] = true
-	if k := len(s.holes); k > 0 && s.holes[k-1].End() == off {
-		s.holes[k-1].Len += n
-		return
-	}
-	s.holes = append(s.holes, repo.Range{Off: off, Len: n})
-}
+func (s *segmenter) addHole(off, n int64) { s.pages.hole(off, n) }
 
 func (s *segmenter) appendRun(ctx context.Context, off int64, blk []byte) error {
 	if s.runStart >= 0 && off != s.runEnd {
@@ -233,7 +217,7 @@ func (s *segmenter) appendRun(ctx context.Context, off int64, blk []byte) error 
 		s.runStart = off
 	}
 	s.runEnd = off + int64(len(blk))
-	s.dirtyPage[off/s.ps] = true
+	s.pages.changed(off, int64(len(blk)))
 	s.j.counters.BytesChanged.Add(int64(len(blk)))
 	if s.pw != nil {
 		return s.write(blk)

@@ -39,6 +39,9 @@ type Options struct {
 	// verify (default 8).
 	Downloads int
 	Logger    *slog.Logger
+	// Tune adjusts the configuration of a new repository before Init
+	// writes it (tests use it for small pages and packs).
+	Tune func(*Config)
 }
 
 func (o *Options) fill() {
@@ -92,6 +95,12 @@ func Init(ctx context.Context, t targets.Target, password string, opts Options) 
 	cfg, err := NewConfig()
 	if err != nil {
 		return nil, err
+	}
+	if opts.Tune != nil {
+		opts.Tune(&cfg)
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("init %s: %w", t, err)
+		}
 	}
 	r := &Repository{target: t, codec: codec, cfg: cfg, opts: opts, log: opts.Logger}
 	// The key goes first: a config without a key would be a repository
