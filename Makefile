@@ -47,7 +47,8 @@ bench-tools: ## install restic into .tools/bin for the side-by-side benchmark
 deps: ## install the Debian packages the tests need when missing (qemu-utils, e2fsprogs, time)
 	@bash scripts/install-deps.sh
 
-test: deps tools ## go vet and go test of every package, with a summary (installs deps and tools first)
+test: deps tools ## gofmt, staticcheck, go vet and go test of every package, with a summary (installs deps and tools first)
+	@bash scripts/lint.sh
 	@bash scripts/test.sh
 
 lint: staticcheck ## gofmt -l, go vet, staticcheck

@@ -205,4 +205,3 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	}
 	return pages.disk()
 }
-
