@@ -65,7 +65,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	// Stage 1: read allocated ranges in order.
 	bufs := make(chan *readBuf, 4)
 	digestJobs := make(chan *readBuf, 4)
-	bufPool := bufpool.New(readBufSize)
+	bufPool := bufpool.New(readBufSize, 12)
 	g.Go(func() error {
 		defer close(bufs)
 		defer close(digestJobs)

@@ -56,7 +56,7 @@ func newSegmenter(j *diskJob, items chan<- item, pages *pageBuilder) *segmenter 
 		runStart:    -1,
 		streams:     make(chan stream),
 		chunkerDone: make(chan error, 1),
-		chunkPool:   bufpool.New(int(cfg.Chunker.MaxSize)),
+		chunkPool:   bufpool.New(int(cfg.Chunker.MaxSize), 2*j.workers+2),
 	}
 	s.runBuf = make([]byte, 0, s.small+int(s.bs))
 	go func() { s.chunkerDone <- s.chunkLoop(cfg.Chunker) }()

@@ -71,7 +71,7 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 	}
 	// Room for a full pack and its header (about 45 bytes a blob, blobs
 	// of 4 KiB at least), so a pack never reallocates its buffer.
-	w.packPool = bufpool.New(w.sizeHint + w.sizeHint/64 + 4096)
+	w.packPool = bufpool.New(w.sizeHint+w.sizeHint/64+4096, r.opts.Uploads+2)
 	w.packBufs = map[chunk.BlobType]*[]byte{}
 	w.encPool.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for i := 0; i < r.opts.Uploads; i++ {
