@@ -2,11 +2,8 @@ package replicate
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 
@@ -23,19 +20,22 @@ const readBufSize = 1 << 20
 
 // diskJob is the work of replicating one disk.
 type diskJob struct {
-	r        *repo.Repository
-	w        *repo.Writer
-	name     string
-	path     string
-	f        *os.File
-	size     int64
-	parent   *repo.Disk // same-named disk of the parent snapshot, or nil
-	counters *Counters
-	log      *slog.Logger
-	workers  int
+	r      *repo.Repository
+	w      *repo.Writer
+	name   string
+	src    diskSource
+	size   int64
+	parent *repo.Disk // same-named disk of the parent snapshot, or nil
+	// changeSource and note go into the manifest: how changes were found,
+	// and why a fallback was taken.
+	changeSource string
+	note         string
+	counters     *Counters
+	log          *slog.Logger
+	workers      int
 }
 
-// segment is a run of changed data to store, or a buffer of the scan.
+// readBuf is a buffer of the scan and its block digests.
 type readBuf struct {
 	off     int64
 	data    []byte   // block-aligned start; len may end short at EOF
@@ -55,7 +55,7 @@ type item struct {
 func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	cfg := j.r.Config()
 	bs := int64(cfg.BlockSize)
-	ranges, err := dataRanges(j.f, j.size)
+	ranges, err := j.src.Ranges(ctx)
 	if err != nil {
 		return repo.Disk{}, err
 	}
@@ -76,8 +76,8 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 				n := min(int64(readBufSize), end-off)
 				bp := bufPool.Get()
 				buf := (*bp)[:n]
-				if _, err := j.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-					return fmt.Errorf("read %s at %d: %w", j.path, off, err)
+				if err := j.src.ReadAt(gctx, buf, off); err != nil {
+					return err
 				}
 				j.counters.BytesRead.Add(n)
 				rb := &readBuf{off: off, data: buf, buf: bp, done: make(chan struct{})}
@@ -170,7 +170,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 				return gctx.Err()
 			}
 			if rb.off > pos {
-				if err := seg.hole(gctx, pos, rb.off); err != nil {
+				if err := seg.gap(gctx, pos, rb.off); err != nil {
 					return err
 				}
 			}
@@ -182,7 +182,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 			bufPool.Put(rb.buf)
 		}
 		if pos < j.size {
-			if err := seg.hole(gctx, pos, j.size); err != nil {
+			if err := seg.gap(gctx, pos, j.size); err != nil {
 				return err
 			}
 		}

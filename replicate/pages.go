@@ -170,11 +170,8 @@ func (b *pageBuilder) build(ctx context.Context, p int64) error {
 func (b *pageBuilder) disk() (repo.Disk, error) {
 	j := b.j
 	d := repo.Disk{
-		Name: j.name, Source: j.path, Size: j.size, PageSize: b.ps, BlockSize: j.r.Config().BlockSize,
-		Pages: b.refs, ChangeSource: "full",
-	}
-	if j.parent != nil {
-		d.ChangeSource = "scan"
+		Name: j.name, Source: j.src.Describe(), Size: j.size, PageSize: b.ps, BlockSize: j.r.Config().BlockSize,
+		Pages: b.refs, ChangeSource: j.changeSource, Note: j.note,
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -71,7 +71,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 	}
 	defer func() {
 		for _, j := range jobs {
-			j.f.Close()
+			j.src.Close()
 		}
 	}()
 	for _, j := range jobs {
@@ -124,7 +124,7 @@ func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 	var jobs []*diskJob
 	closeAll := func() {
 		for _, j := range jobs {
-			j.f.Close()
+			j.src.Close()
 		}
 	}
 	names := map[string]bool{}
@@ -142,12 +142,13 @@ func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 			return nil, fmt.Errorf("two disks of vm %s are named %q: give them distinct names", opts.VM, name)
 		}
 		names[name] = true
-		f, size, err := openDisk(d.Path)
+		src, err := openFileSource(d.Path)
 		if err != nil {
 			closeAll()
 			return nil, err
 		}
-		j := &diskJob{name: name, path: d.Path, f: f, size: size}
+		size := src.Size()
+		j := &diskJob{name: name, src: src, size: size, changeSource: "full"}
 		if parent != nil {
 			for i := range parent.Disks {
 				if parent.Disks[i].Name == name {
@@ -155,8 +156,11 @@ func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 				}
 			}
 		}
+		if j.parent != nil {
+			j.changeSource = "scan"
+		}
 		if j.parent != nil && size < j.parent.Size && !opts.AllowShrink {
-			f.Close()
+			src.Close()
 			closeAll()
 			return nil, fmt.Errorf("disk %s (%s) is %d bytes, smaller than the %d bytes in snapshot %s: refusing to replicate a possibly truncated disk (pass --allow-shrink if it really shrank)",
 				name, d.Path, size, j.parent.Size, parent.ID)

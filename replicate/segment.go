@@ -29,6 +29,9 @@ type segmenter struct {
 	parentDig  []uint64
 	parentKnow bool
 	newDig     []uint64
+	// digestsUnknown: some block of the current page was neither read nor
+	// covered by the parent's digests.
+	digestsUnknown bool
 
 	runStart int64
 	runEnd   int64
@@ -104,6 +107,7 @@ func (s *segmenter) enterPage(ctx context.Context, off int64) error {
 		return err
 	}
 	s.page = p
+	s.digestsUnknown = false
 	pEnd := min((p+1)*s.ps, s.j.size)
 	s.newDig = make([]uint64, (pEnd-p*s.ps+s.bs-1)/s.bs)
 	s.parentDig, s.parentKnow = nil, false
@@ -143,6 +147,9 @@ func (s *segmenter) flushPage(ctx context.Context) error {
 	// The run in progress may continue into the next page; its bytes in
 	// this page are already counted as waiting, so the page is built
 	// when they are stored.
+	if s.digestsUnknown {
+		return s.pages.scanned(ctx, s.page, chunk.ID{})
+	}
 	id, _, err := s.j.w.Save(ctx, chunk.MetaBlob, repo.EncodeDigests(s.newDig))
 	if err != nil {
 		return fmt.Errorf("store digests of %s page %d: %w", s.j.name, s.page, err)
@@ -176,6 +183,41 @@ func (s *segmenter) data(ctx context.Context, off int64, data []byte, digests []
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// gap processes a range the source did not read: a hole, or data
+// unchanged since the parent.
+func (s *segmenter) gap(ctx context.Context, from, to int64) error {
+	if s.j.src.GapsUnchanged() {
+		return s.unchanged(ctx, from, to)
+	}
+	return s.hole(ctx, from, to)
+}
+
+// unchanged processes a range known not to have changed since the parent:
+// its digests carry over; without the parent's digests the page's new
+// digests are unknown, and the next scan of the page reads it whole.
+func (s *segmenter) unchanged(ctx context.Context, from, to int64) error {
+	if err := s.endRun(ctx); err != nil {
+		return err
+	}
+	for off := from; off < to; {
+		if err := s.enterPage(ctx, off); err != nil {
+			return err
+		}
+		end := min(to, (s.page+1)*s.ps)
+		if !s.parentKnow {
+			s.digestsUnknown = true
+		} else {
+			for b := off; b < end; b += s.bs {
+				i := (b - s.page*s.ps) / s.bs
+				s.newDig[i], _ = s.parentDigest(i)
+			}
+		}
+		s.j.counters.BytesScanned.Add(end - off)
+		off = end
 	}
 	return nil
 }

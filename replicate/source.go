@@ -4,6 +4,7 @@
 package replicate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,58 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// diskSource is where a disk's data comes from: an image file or block
+// device (scanned whole) or, later, a live VM's point-in-time view with a
+// dirty bitmap (only the changed ranges).
+type diskSource interface {
+	// Size is the disk's size in bytes.
+	Size() int64
+	// Ranges lists, sorted, the ranges to read.
+	Ranges(ctx context.Context) ([][2]int64, error)
+	// GapsUnchanged says what lies between the ranges: false, holes (a
+	// file's unallocated space); true, data unchanged since the parent
+	// snapshot (a dirty bitmap's clean blocks).
+	GapsUnchanged() bool
+	// ReadAt fills p from offset off; reads past the end are zeros.
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	// Describe names the source in messages and the manifest.
+	Describe() string
+	Close() error
+}
+
+// fileSource is an image file or a block device, read whole except for
+// the holes the file system reports.
+type fileSource struct {
+	f    *os.File
+	path string
+	size int64
+}
+
+func (s *fileSource) Size() int64         { return s.size }
+func (s *fileSource) GapsUnchanged() bool { return false }
+func (s *fileSource) Describe() string    { return s.path }
+func (s *fileSource) Close() error        { return s.f.Close() }
+
+func (s *fileSource) Ranges(context.Context) ([][2]int64, error) { return dataRanges(s.f, s.size) }
+
+func (s *fileSource) ReadAt(_ context.Context, p []byte, off int64) error {
+	n, err := s.f.ReadAt(p, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read %s at %d: %w", s.path, off, err)
+	}
+	clear(p[n:]) // a file that shrank while being read reads as zeros
+	return nil
+}
+
+// openFileSource opens an image file or block device.
+func openFileSource(path string) (*fileSource, error) {
+	f, size, err := openDisk(path)
+	if err != nil {
+		return nil, err
+	}
+	return &fileSource{f: f, path: path, size: size}, nil
+}
 
 // openDisk opens an image file or block device and returns its size.
 func openDisk(path string) (*os.File, int64, error) {

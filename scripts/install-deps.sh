@@ -7,7 +7,10 @@ set -euo pipefail
 
 # PACKAGE:COMMAND — the package is needed when COMMAND is not found.
 deps=(
-  "qemu-utils:qemu-img"    # qemu-img: qcow2 restore tests
+  "qemu-utils:qemu-img"    # qemu-img: qcow2 restore tests, qemu-nbd for NBD client tests
+  "qemu-system-x86:qemu-system-x86_64"  # live-VM tests: a real QEMU with QMP and an NBD server
+  "busybox-static:"        # the test guest's userland (initramfs)
+  "linux-image-amd64:"     # the test guest's kernel (/boot/vmlinuz-*)
   "e2fsprogs:mkfs.ext4"    # mkfs.ext4 -d: VM-like ext4 images for the benchmark
   "time:/usr/bin/time"     # /usr/bin/time -v: max RSS when measuring by hand
   "$@"
