@@ -4,7 +4,8 @@
 //
 // The SDK's own retries are off: drctl's retry layer (targets.NewRetry)
 // decides, once, for every target. Errors are classified here, at the
-// boundary, onto the targets sentinels and targets.Transient.
+// boundary, onto the targets sentinels and targets.Transient, by the rules
+// shared with s3compat.
 package s3
 
 import (
@@ -13,7 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,17 +23,18 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/drctl/drctl/targets"
+	"github.com/drctl/drctl/targets/internal/s3util"
 )
 
 // Defaults and limits of Options.
 const (
-	DefaultPartSize    = 16 << 20
-	MinPartSize        = 5 << 20 // S3's minimum for all parts but the last
-	DefaultConcurrency = 4
+	DefaultPartSize    = s3util.DefaultPartSize
+	MinPartSize        = s3util.MinPartSize // S3's minimum for all parts but the last
+	DefaultConcurrency = s3util.DefaultConcurrency
 	// DefaultResponseTimeout bounds the wait for response headers once a
 	// request is sent, so a hung server turns into a transient error
 	// instead of a call that never returns.
-	DefaultResponseTimeout = 2 * time.Minute
+	DefaultResponseTimeout = s3util.DefaultResponseTimeout
 )
 
 // Options configure a Target.
@@ -76,49 +77,25 @@ type Options struct {
 
 // Target is an S3 bucket (and prefix) reached with aws-sdk-go-v2.
 type Target struct {
-	client   *s3.Client
-	bucket   string
-	prefix   string // "" or ending in "/"
-	name     string // for String and messages
-	where    string // endpoint or "AWS S3 region X", for messages
-	region   string
-	opts     Options
-	bucketOK atomic.Bool // seen to exist; see Stat
+	client *s3.Client
+	b      *s3util.Bucket
+	errs   s3util.Classifier
+	region string
 }
 
 var _ targets.Target = (*Target)(nil)
 
 // New makes a Target. It sends no request; CheckBucket does.
 func New(ctx context.Context, opts Options) (*Target, error) {
-	if opts.Bucket == "" {
-		return nil, errors.New("s3 target: no bucket")
+	c, err := s3util.Config{
+		Bucket: opts.Bucket, Prefix: opts.Prefix,
+		PartSize: opts.PartSize, MultipartThreshold: opts.MultipartThreshold, Concurrency: opts.Concurrency,
+		ResponseTimeout: opts.ResponseTimeout, ListPageSize: opts.ListPageSize,
+	}.Check()
+	if err != nil {
+		return nil, err
 	}
-	if opts.PartSize == 0 {
-		opts.PartSize = DefaultPartSize
-	}
-	if opts.PartSize < MinPartSize {
-		return nil, fmt.Errorf("s3 target: part size %d is below the S3 minimum of %d", opts.PartSize, MinPartSize)
-	}
-	if opts.MultipartThreshold <= 0 {
-		opts.MultipartThreshold = opts.PartSize
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = DefaultConcurrency
-	}
-	if opts.ResponseTimeout <= 0 {
-		opts.ResponseTimeout = DefaultResponseTimeout
-	}
-	if opts.ListPageSize <= 0 || opts.ListPageSize > 1000 {
-		opts.ListPageSize = 1000
-	}
-	prefix := strings.Trim(opts.Prefix, "/")
-	if prefix != "" {
-		if err := targets.ValidateKey(prefix); err != nil {
-			return nil, fmt.Errorf("s3 target: bad prefix: %w", err)
-		}
-		prefix += "/"
-	}
-	cfg, err := awsConfig(ctx, opts)
+	cfg, err := awsConfig(ctx, opts, s3util.Transport(opts.Transport, c.ResponseTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -135,32 +112,21 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.Logger = logging.Nop{}
 	})
-	t := &Target{client: client, bucket: opts.Bucket, prefix: prefix, opts: opts, region: cfg.Region}
+	t := &Target{client: client, region: cfg.Region}
 	if opts.Endpoint != "" {
-		t.where = opts.Endpoint
-		t.name = "s3:" + strings.TrimRight(opts.Endpoint, "/") + "/" + opts.Bucket
+		t.b = s3util.NewBucket(c, strings.TrimRight(opts.Endpoint, "/"), opts.Endpoint)
 	} else {
-		t.where = "AWS S3 region " + cfg.Region
-		t.name = "s3:aws/" + opts.Bucket
+		t.b = s3util.NewBucket(c, "aws", "AWS S3 region "+cfg.Region)
 	}
-	if prefix != "" {
-		t.name += "/" + strings.TrimSuffix(prefix, "/")
-	}
+	t.errs = s3util.Classifier{NoBucket: t.b.NoBucket, WrongRegion: t.wrongRegion, SendError: sendError, NeedStatus: true}
 	return t, nil
 }
 
 // awsConfig builds the SDK configuration. With static keys it reads
 // nothing from the environment, so tests are hermetic; without, it loads
 // the standard chain (the one documented global read of this package).
-func awsConfig(ctx context.Context, opts Options) (aws.Config, error) {
-	base := opts.Transport
-	if base == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 32
-		tr.ResponseHeaderTimeout = opts.ResponseTimeout
-		base = tr
-	}
-	hc := &http.Client{Transport: targets.CountingTransport(base)}
+func awsConfig(ctx context.Context, opts Options, tr http.RoundTripper) (aws.Config, error) {
+	hc := &http.Client{Transport: tr}
 	noRetry := func() aws.Retryer { return aws.NopRetryer{} }
 	if opts.AccessKey != "" {
 		region := opts.Region
@@ -198,44 +164,22 @@ func awsConfig(ctx context.Context, opts Options) (aws.Config, error) {
 }
 
 // String names the target, e.g. "s3:aws/bucket/prefix".
-func (t *Target) String() string { return t.name }
+func (t *Target) String() string { return t.b.String() }
 
 // CheckBucket verifies that the bucket exists and the credentials may use
 // it. "drctl init" calls it so that a typo in the bucket name is reported
 // as such, not as a failed write.
 func (t *Target) CheckBucket(ctx context.Context) error {
-	_, err := t.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(t.bucket)})
+	_, err := t.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(t.b.Bucket)})
 	if err == nil {
-		t.bucketOK.Store(true)
+		t.b.Seen()
 		return nil
 	}
 	err = t.classify(ctx, err, nil)
 	if errors.Is(err, targets.ErrNotFound) {
-		err = t.noBucket()
+		err = t.b.NoBucket()
 	}
-	return fmt.Errorf("check bucket %s at %s: %w", t.bucket, t.where, err)
-}
-
-func (t *Target) noBucket() error {
-	return fmt.Errorf("%w: bucket %s does not exist at %s: create it first", targets.ErrNoBucket, t.bucket, t.where)
-}
-
-func (t *Target) key(key string) string { return t.prefix + key }
-
-// begin checks ctx and key before a call.
-func (t *Target) begin(ctx context.Context, op targets.Op, key string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %q in %s: %w", op, key, t.name, err)
-	}
-	if err := targets.ValidateKey(key); err != nil {
-		return fmt.Errorf("%s in %s: %w", op, t.name, err)
-	}
-	return nil
-}
-
-// fail wraps a classified error with the operation, key and target.
-func (t *Target) fail(op targets.Op, key string, err error) error {
-	return fmt.Errorf("%s %q in %s: %w", op, key, t.name, err)
+	return t.b.CheckFailed(err)
 }
 
 func trimETag(s *string) string { return strings.Trim(aws.ToString(s), `"`) }

@@ -7,104 +7,66 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/drctl/drctl/targets"
+	"github.com/drctl/drctl/targets/internal/s3util"
 )
 
 func (t *Target) Get(ctx context.Context, key string) ([]byte, targets.ObjectInfo, error) {
-	if err := t.begin(ctx, targets.OpGet, key); err != nil {
+	if err := t.b.Begin(ctx, targets.OpGet, key); err != nil {
 		return nil, targets.ObjectInfo{}, err
 	}
-	body, oi, _, err := t.core.GetObject(ctx, t.bucket, t.key(key), minio.GetObjectOptions{})
+	body, oi, _, err := t.core.GetObject(ctx, t.b.Bucket, t.b.Key(key), minio.GetObjectOptions{})
 	if err != nil {
-		return nil, targets.ObjectInfo{}, t.fail(targets.OpGet, key, t.classify(ctx, err, nil))
+		return nil, targets.ObjectInfo{}, t.b.Fail(targets.OpGet, key, t.classify(ctx, err, nil))
 	}
-	data, err := readBody(body, oi.Size)
+	data, err := s3util.ReadBody(body, oi.Size)
 	if err != nil {
-		return nil, targets.ObjectInfo{}, t.fail(targets.OpGet, key, t.classify(ctx, err, nil))
+		return nil, targets.ObjectInfo{}, t.b.Fail(targets.OpGet, key, t.classify(ctx, err, nil))
 	}
-	t.bucketOK.Store(true)
+	t.b.Seen()
 	return data, targets.ObjectInfo{Key: key, Size: oi.Size, ETag: oi.ETag, ModTime: oi.LastModified}, nil
 }
 
-// readBody reads and closes a body of the announced size; a short body (a
-// connection cut mid-transfer) is io.ErrUnexpectedEOF.
-func readBody(body io.ReadCloser, size int64) ([]byte, error) {
-	defer body.Close()
-	if size < 0 {
-		return nil, errors.New("response without a length")
-	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(body, data); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return data, nil
-}
-
 func (t *Target) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
-	if err := t.begin(ctx, targets.OpGetRange, key); err != nil {
-		return nil, err
-	}
-	if off < 0 || length < 0 {
-		return nil, t.fail(targets.OpGetRange, key, fmt.Errorf("negative offset %d or length %d", off, length))
-	}
-	if length == 0 {
-		// No HTTP range is empty; a stat checks the offset.
-		info, err := t.Stat(ctx, key)
+	return t.b.GetRange(ctx, key, off, length, t.Stat, func() ([]byte, error) {
+		var opts minio.GetObjectOptions
+		if err := opts.SetRange(off, off+length-1); err != nil {
+			return nil, t.b.Fail(targets.OpGetRange, key, err)
+		}
+		body, oi, _, err := t.core.GetObject(ctx, t.b.Bucket, t.b.Key(key), opts)
 		if err != nil {
-			return nil, err
+			return nil, t.b.Fail(targets.OpGetRange, key, t.classify(ctx, err, nil))
 		}
-		if off > info.Size {
-			return nil, t.fail(targets.OpGetRange, key, fmt.Errorf("offset %d of a %d-byte object: %w", off, info.Size, targets.ErrRange))
+		if oi.Size != length {
+			// S3 shortens a range that runs past the end.
+			body.Close()
+			return nil, t.b.Fail(targets.OpGetRange, key, fmt.Errorf("bytes %d-%d: got %d bytes: %w", off, off+length, oi.Size, targets.ErrRange))
 		}
-		return []byte{}, nil
-	}
-	var opts minio.GetObjectOptions
-	if err := opts.SetRange(off, off+length-1); err != nil {
-		return nil, t.fail(targets.OpGetRange, key, err)
-	}
-	body, oi, _, err := t.core.GetObject(ctx, t.bucket, t.key(key), opts)
-	if err != nil {
-		return nil, t.fail(targets.OpGetRange, key, t.classify(ctx, err, nil))
-	}
-	if oi.Size != length {
-		// S3 shortens a range that runs past the end.
-		body.Close()
-		return nil, t.fail(targets.OpGetRange, key, fmt.Errorf("bytes %d-%d: got %d bytes: %w", off, off+length, oi.Size, targets.ErrRange))
-	}
-	data, err := readBody(body, length)
-	if err != nil {
-		return nil, t.fail(targets.OpGetRange, key, t.classify(ctx, err, nil))
-	}
-	return data, nil
+		data, err := s3util.ReadBody(body, length)
+		if err != nil {
+			return nil, t.b.Fail(targets.OpGetRange, key, t.classify(ctx, err, nil))
+		}
+		return data, nil
+	})
 }
 
-// Stat uses HEAD, whose 404 cannot tell a missing key from a missing
-// bucket; until the bucket has been seen, a 404 is followed by a bucket
-// check so that a wrong bucket name is reported as such.
+// Stat is a HEAD, whose 404 needs a second look: see
+// s3util.Bucket.StatMissing.
 func (t *Target) Stat(ctx context.Context, key string) (targets.ObjectInfo, error) {
-	if err := t.begin(ctx, targets.OpStat, key); err != nil {
+	if err := t.b.Begin(ctx, targets.OpStat, key); err != nil {
 		return targets.ObjectInfo{}, err
 	}
-	oi, err := t.client.StatObject(ctx, t.bucket, t.key(key), minio.StatObjectOptions{})
+	oi, err := t.client.StatObject(ctx, t.b.Bucket, t.b.Key(key), minio.StatObjectOptions{})
 	if err != nil {
-		err = t.classify(ctx, err, nil)
-		if errors.Is(err, targets.ErrNotFound) && !t.bucketOK.Load() {
-			if berr := t.CheckBucket(ctx); errors.Is(berr, targets.ErrNoBucket) {
-				err = t.noBucket()
-			}
-		}
-		return targets.ObjectInfo{}, t.fail(targets.OpStat, key, err)
+		err = t.b.StatMissing(ctx, t.classify(ctx, err, nil), t.CheckBucket)
+		return targets.ObjectInfo{}, t.b.Fail(targets.OpStat, key, err)
 	}
-	t.bucketOK.Store(true)
+	t.b.Seen()
 	return targets.ObjectInfo{Key: key, Size: oi.Size, ETag: oi.ETag, ModTime: oi.LastModified}, nil
 }
 
@@ -140,7 +102,7 @@ func (t *Target) PutIfMatch(ctx context.Context, key string, data []byte, etag s
 // put writes data in one request, or in parts above PartSize (see
 // multipart.go). ModTime of the result is the client's clock.
 func (t *Target) put(ctx context.Context, op targets.Op, key string, data []byte, cond condition) (targets.ObjectInfo, error) {
-	if err := t.begin(ctx, op, key); err != nil {
+	if err := t.b.Begin(ctx, op, key); err != nil {
 		return targets.ObjectInfo{}, err
 	}
 	// A plain signed payload instead of minio-go's default streaming
@@ -152,17 +114,17 @@ func (t *Target) put(ctx context.Context, op targets.Op, key string, data []byte
 	cond.apply(&opts)
 	var etag string
 	var err error
-	if int64(len(data)) > t.opts.PartSize {
+	if int64(len(data)) > t.b.PartSize {
 		etag, err = t.putMultipart(ctx, key, data, cond)
 	} else {
 		var info minio.UploadInfo
-		info, err = t.core.PutObject(ctx, t.bucket, t.key(key), bytes.NewReader(data), int64(len(data)), "", sha256Hex(data), opts)
+		info, err = t.core.PutObject(ctx, t.b.Bucket, t.b.Key(key), bytes.NewReader(data), int64(len(data)), "", sha256Hex(data), opts)
 		etag = info.ETag
 	}
 	if err != nil {
-		return targets.ObjectInfo{}, t.fail(op, key, t.classify(ctx, err, cond.lost))
+		return targets.ObjectInfo{}, t.b.Fail(op, key, t.classify(ctx, err, cond.lost))
 	}
-	t.bucketOK.Store(true)
+	t.b.Seen()
 	return targets.ObjectInfo{Key: key, Size: int64(len(data)), ETag: strings.Trim(etag, `"`), ModTime: time.Now()}, nil
 }
 
@@ -174,24 +136,21 @@ func sha256Hex(b []byte) string {
 // List follows minio-go's paginated listing. minio-go ends a listing
 // silently when ctx is cancelled, so ctx is checked after it.
 func (t *Target) List(ctx context.Context, prefix string, fn func(targets.ObjectInfo) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %q in %s: %w", targets.OpList, prefix, t.name, err)
-	}
-	if err := targets.ValidatePrefix(prefix); err != nil {
-		return fmt.Errorf("%s in %s: %w", targets.OpList, t.name, err)
+	if err := t.b.BeginList(ctx, prefix); err != nil {
+		return err
 	}
 	noOwner := false
-	objects := t.client.ListObjectsIter(ctx, t.bucket, minio.ListObjectsOptions{
-		Prefix: t.prefix + prefix, Recursive: true, MaxKeys: t.opts.ListPageSize, FetchOwner: &noOwner,
+	objects := t.client.ListObjectsIter(ctx, t.b.Bucket, minio.ListObjectsOptions{
+		Prefix: t.b.Key(prefix), Recursive: true, MaxKeys: t.b.ListPageSize, FetchOwner: &noOwner,
 	})
 	for o := range objects {
 		if o.Err != nil {
-			return t.fail(targets.OpList, prefix, t.classify(ctx, o.Err, nil))
+			return t.b.Fail(targets.OpList, prefix, t.classify(ctx, o.Err, nil))
 		}
 		if err := ctx.Err(); err != nil {
-			return t.fail(targets.OpList, prefix, err)
+			return t.b.Fail(targets.OpList, prefix, err)
 		}
-		k, ok := strings.CutPrefix(o.Key, t.prefix)
+		k, ok := t.b.Unkey(o.Key)
 		if !ok {
 			continue
 		}
@@ -200,23 +159,23 @@ func (t *Target) List(ctx context.Context, prefix string, fn func(targets.Object
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return t.fail(targets.OpList, prefix, err)
+		return t.b.Fail(targets.OpList, prefix, err)
 	}
-	t.bucketOK.Store(true)
+	t.b.Seen()
 	return nil
 }
 
 func (t *Target) Delete(ctx context.Context, key string) error {
-	if err := t.begin(ctx, targets.OpDelete, key); err != nil {
+	if err := t.b.Begin(ctx, targets.OpDelete, key); err != nil {
 		return err
 	}
-	err := t.client.RemoveObject(ctx, t.bucket, t.key(key), minio.RemoveObjectOptions{})
+	err := t.client.RemoveObject(ctx, t.b.Bucket, t.b.Key(key), minio.RemoveObjectOptions{})
 	if err != nil {
 		err = t.classify(ctx, err, nil)
 		if errors.Is(err, targets.ErrNotFound) {
 			return nil
 		}
-		return t.fail(targets.OpDelete, key, err)
+		return t.b.Fail(targets.OpDelete, key, err)
 	}
 	return nil
 }

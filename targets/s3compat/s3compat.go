@@ -11,27 +11,25 @@ package s3compat
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/drctl/drctl/targets"
+	"github.com/drctl/drctl/targets/internal/s3util"
 )
 
 // Defaults and limits of Options.
 const (
-	DefaultPartSize = 16 << 20
-	MinPartSize     = 5 << 20 // S3's minimum for all parts but the last
+	DefaultPartSize = s3util.DefaultPartSize
+	MinPartSize     = s3util.MinPartSize // S3's minimum for all parts but the last
 	// DefaultResponseTimeout bounds the wait for response headers once a
 	// request is sent, so a hung server turns into a transient error.
-	DefaultResponseTimeout = 2 * time.Minute
+	DefaultResponseTimeout = s3util.DefaultResponseTimeout
 )
 
 // Options configure a Target.
@@ -63,14 +61,10 @@ type Options struct {
 
 // Target is a bucket (and prefix) on an S3-compatible server.
 type Target struct {
-	client   *minio.Client
-	core     minio.Core
-	bucket   string
-	prefix   string // "" or ending in "/"
-	name     string
-	endpoint string
-	opts     Options
-	bucketOK atomic.Bool
+	client *minio.Client
+	core   minio.Core
+	b      *s3util.Bucket
+	errs   s3util.Classifier
 }
 
 var _ targets.Target = (*Target)(nil)
@@ -81,97 +75,46 @@ func New(opts Options) (*Target, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("s3 target: endpoint %q is not http[s]://host[:port]", opts.Endpoint)
 	}
-	if opts.Bucket == "" {
-		return nil, errors.New("s3 target: no bucket")
+	c, err := s3util.Config{
+		Bucket: opts.Bucket, Prefix: opts.Prefix, PartSize: opts.PartSize, Concurrency: opts.Concurrency,
+		ResponseTimeout: opts.ResponseTimeout, ListPageSize: opts.ListPageSize,
+	}.Check()
+	if err != nil {
+		return nil, err
 	}
 	if opts.Region == "" {
 		opts.Region = "us-east-1"
-	}
-	if opts.PartSize == 0 {
-		opts.PartSize = DefaultPartSize
-	}
-	if opts.PartSize < MinPartSize {
-		return nil, fmt.Errorf("s3 target: part size %d is below the S3 minimum of %d", opts.PartSize, MinPartSize)
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 4
-	}
-	if opts.ResponseTimeout <= 0 {
-		opts.ResponseTimeout = DefaultResponseTimeout
-	}
-	if opts.ListPageSize <= 0 || opts.ListPageSize > 1000 {
-		opts.ListPageSize = 1000
-	}
-	prefix := strings.Trim(opts.Prefix, "/")
-	if prefix != "" {
-		if err := targets.ValidateKey(prefix); err != nil {
-			return nil, fmt.Errorf("s3 target: bad prefix: %w", err)
-		}
-		prefix += "/"
-	}
-	base := opts.Transport
-	if base == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 32
-		tr.ResponseHeaderTimeout = opts.ResponseTimeout
-		base = tr
 	}
 	client, err := minio.New(u.Host, &minio.Options{
 		Creds:        credentials.NewStaticV4(opts.AccessKey, opts.SecretKey, opts.SessionToken),
 		Secure:       u.Scheme == "https",
 		Region:       opts.Region,
 		BucketLookup: minio.BucketLookupPath,
-		Transport:    targets.CountingTransport(base),
+		Transport:    s3util.Transport(opts.Transport, c.ResponseTimeout),
 		MaxRetries:   1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 target %s: %w", opts.Endpoint, err)
 	}
 	endpoint := u.Scheme + "://" + u.Host
-	t := &Target{
-		client: client, core: minio.Core{Client: client},
-		bucket: opts.Bucket, prefix: prefix, endpoint: endpoint, opts: opts,
-		name: "s3:" + endpoint + "/" + opts.Bucket,
-	}
-	if prefix != "" {
-		t.name += "/" + strings.TrimSuffix(prefix, "/")
-	}
+	t := &Target{client: client, core: minio.Core{Client: client}, b: s3util.NewBucket(c, endpoint, endpoint)}
+	t.errs = s3util.Classifier{NoBucket: t.b.NoBucket}
 	return t, nil
 }
 
 // String names the target, e.g. "s3:https://host/bucket/prefix".
-func (t *Target) String() string { return t.name }
+func (t *Target) String() string { return t.b.String() }
 
 // CheckBucket verifies that the bucket exists and the credentials may use
 // it; "drctl init" calls it so a wrong bucket name is reported as such.
 func (t *Target) CheckBucket(ctx context.Context) error {
-	ok, err := t.client.BucketExists(ctx, t.bucket)
+	ok, err := t.client.BucketExists(ctx, t.b.Bucket)
 	if err != nil {
-		return fmt.Errorf("check bucket %s at %s: %w", t.bucket, t.endpoint, t.classify(ctx, err, nil))
+		return t.b.CheckFailed(t.classify(ctx, err, nil))
 	}
 	if !ok {
-		return fmt.Errorf("check bucket %s at %s: %w", t.bucket, t.endpoint, t.noBucket())
+		return t.b.CheckFailed(t.b.NoBucket())
 	}
-	t.bucketOK.Store(true)
+	t.b.Seen()
 	return nil
-}
-
-func (t *Target) noBucket() error {
-	return fmt.Errorf("%w: bucket %s does not exist at %s: create it first", targets.ErrNoBucket, t.bucket, t.endpoint)
-}
-
-func (t *Target) key(key string) string { return t.prefix + key }
-
-func (t *Target) begin(ctx context.Context, op targets.Op, key string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %q in %s: %w", op, key, t.name, err)
-	}
-	if err := targets.ValidateKey(key); err != nil {
-		return fmt.Errorf("%s in %s: %w", op, t.name, err)
-	}
-	return nil
-}
-
-func (t *Target) fail(op targets.Op, key string, err error) error {
-	return fmt.Errorf("%s %q in %s: %w", op, key, t.name, err)
 }

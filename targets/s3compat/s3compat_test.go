@@ -1,36 +1,24 @@
 package s3compat_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
-	"github.com/drctl/drctl/internal/s3test"
 	"github.com/drctl/drctl/targets"
+	"github.com/drctl/drctl/targets/internal/s3util/s3utiltest"
 	"github.com/drctl/drctl/targets/s3compat"
-	"github.com/drctl/drctl/targets/targettest"
 )
 
-var srv *s3test.Server
+var suite = &s3utiltest.Suite{NewTarget: newTarget}
 
-func TestMain(m *testing.M) {
-	var err error
-	if srv, err = s3test.StartServer(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { suite.Main(m) }
 
-func newTarget(t *testing.T, cfg targettest.S3Config, prefix string) targets.Target {
+func newTarget(t *testing.T, cfg s3utiltest.Config) targets.Target {
 	t.Helper()
 	tg, err := s3compat.New(s3compat.Options{
 		Endpoint:     cfg.Endpoint,
 		Bucket:       cfg.Bucket,
-		Prefix:       prefix,
-		Region:       srv.Region,
+		Prefix:       cfg.Prefix,
+		Region:       cfg.Region,
 		AccessKey:    cfg.AccessKey,
 		SecretKey:    cfg.SecretKey,
 		PartSize:     s3compat.MinPartSize,
@@ -44,24 +32,8 @@ func newTarget(t *testing.T, cfg targettest.S3Config, prefix string) targets.Tar
 
 // TestConformance runs the suite without a prefix; the s3 package's runs
 // it with one, and TestPrefix here checks the mapping.
-func TestConformance(t *testing.T) {
-	targettest.Run(t, func(t *testing.T) targets.Target {
-		return newTarget(t, targettest.S3Config{
-			Endpoint: srv.Endpoint, Bucket: srv.NewBucket(t), AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		}, "")
-	})
-}
+func TestConformance(t *testing.T) { suite.Conformance(t, "") }
 
-func TestS3(t *testing.T) {
-	targettest.RunS3(t, srv, func(t *testing.T, cfg targettest.S3Config) targets.Target {
-		return newTarget(t, cfg, "")
-	})
-}
+func TestS3(t *testing.T) { suite.S3(t) }
 
-func TestPrefix(t *testing.T) {
-	targettest.RunPrefix(t, func(t *testing.T, bucket, prefix string) targets.Target {
-		return newTarget(t, targettest.S3Config{
-			Endpoint: srv.Endpoint, Bucket: bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
-		}, prefix)
-	}, srv.NewBucket(t))
-}
+func TestPrefix(t *testing.T) { suite.Prefix(t) }
