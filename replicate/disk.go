@@ -30,6 +30,8 @@ type diskJob struct {
 	// and why a fallback was taken.
 	changeSource string
 	note         string
+	bitmap       string // live VM: the bitmap recording changes since this snapshot
+	node         string // live VM: the block node read
 	counters     *Counters
 	log          *slog.Logger
 	workers      int

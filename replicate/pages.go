@@ -171,7 +171,7 @@ func (b *pageBuilder) disk() (repo.Disk, error) {
 	j := b.j
 	d := repo.Disk{
 		Name: j.name, Source: j.src.Describe(), Size: j.size, PageSize: b.ps, BlockSize: j.r.Config().BlockSize,
-		Pages: b.refs, ChangeSource: j.changeSource, Note: j.note,
+		Pages: b.refs, ChangeSource: j.changeSource, Note: j.note, Bitmap: j.bitmap, Node: j.node,
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -29,6 +30,9 @@ type Options struct {
 	Tags        []string
 	Consistency string // default repo.ConsistencyNone
 	Hardware    *repo.Hardware
+	// QEMU, when set, takes the disks from a running QEMU VM instead of
+	// Disks.
+	QEMU *QEMU
 	// Workers compress and encrypt in parallel (default GOMAXPROCS).
 	Workers  int
 	Counters *Counters
@@ -56,31 +60,13 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 	if !repo.NameRE.MatchString(opts.VM) {
 		return nil, fmt.Errorf("vm name %q: use letters, digits, '.', '_' and '-'", opts.VM)
 	}
-	if len(opts.Disks) == 0 {
+	if len(opts.Disks) == 0 && opts.QEMU == nil {
 		return nil, fmt.Errorf("vm %s: no disks given (use --disk PATH or list them in the config)", opts.VM)
 	}
 
 	parent, err := r.LatestSnapshot(ctx, opts.VM)
 	if err != nil {
 		return nil, fmt.Errorf("find parent snapshot of %s: %w", opts.VM, err)
-	}
-
-	jobs, err := openDisks(opts, parent)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		for _, j := range jobs {
-			j.src.Close()
-		}
-	}()
-	for _, j := range jobs {
-		opts.Counters.BytesTotal.Add(j.size)
-	}
-
-	w, err := r.NewWriter(ctx)
-	if err != nil {
-		return nil, err
 	}
 	snap := &repo.Snapshot{
 		ID: repo.NewSnapshotID(), VM: opts.VM, Time: time.Now().UTC(),
@@ -89,6 +75,78 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 	}
 	if parent != nil {
 		snap.Parent = parent.ID
+	}
+	if opts.QEMU != nil {
+		return runQEMU(ctx, r, opts, parent, snap, start)
+	}
+	jobs, err := openDisks(opts, parent)
+	if err != nil {
+		return nil, err
+	}
+	defer closeJobs(jobs)
+	return store(ctx, r, opts, snap, jobs, start)
+}
+
+// runQEMU snapshots a running VM: one consistent instant over all its
+// disks, then only the changed blocks (or, where a bitmap cannot be
+// trusted, everything, compared with the parent).
+func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap *repo.Snapshot, start time.Time) (_ *repo.Snapshot, err error) {
+	sess, err := openQEMU(ctx, opts.QEMU, opts.VM, parent, snap.ID, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.c.Close()
+	var jobs []*diskJob
+	defer func() {
+		closeJobs(jobs) // NBD clients first: an export in use cannot go
+		sess.teardown()
+		sess.finish(err == nil)
+	}()
+	workDir := opts.QEMU.WorkDir
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
+	if err := sess.prepare(ctx, workDir); err != nil {
+		return nil, err
+	}
+	snap.Time = time.Now().UTC()
+	snap.Consistency = repo.ConsistencyCrash
+	if snap.Hardware == nil {
+		snap.Hardware = sess.hardware(ctx)
+	}
+	for _, d := range sess.disks {
+		src, err := openNBDSource(ctx, sess.sock, d.fleece, d.name, d.old)
+		if err != nil {
+			return nil, fmt.Errorf("vm %s: %w", opts.VM, err)
+		}
+		j := &diskJob{name: d.name, src: src, size: src.Size(), parent: d.parent,
+			changeSource: "full", note: d.note, bitmap: d.newBm, node: d.node}
+		switch {
+		case d.old != "":
+			j.changeSource = "bitmap"
+		case d.parent != nil:
+			j.changeSource = "scan"
+			opts.Logger.Warn("disk read in full", "vm", opts.VM, "disk", d.name, "reason", d.note)
+		}
+		jobs = append(jobs, j)
+	}
+	return store(ctx, r, opts, snap, jobs, start)
+}
+
+func closeJobs(jobs []*diskJob) {
+	for _, j := range jobs {
+		j.src.Close()
+	}
+}
+
+// store runs the disk jobs into one writer and commits the manifest.
+func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Snapshot, jobs []*diskJob, start time.Time) (*repo.Snapshot, error) {
+	for _, j := range jobs {
+		opts.Counters.BytesTotal.Add(j.size)
+	}
+	w, err := r.NewWriter(ctx)
+	if err != nil {
+		return nil, err
 	}
 	for _, j := range jobs {
 		j.r, j.w, j.counters, j.log, j.workers = r, w, opts.Counters, opts.Logger, opts.Workers

@@ -144,6 +144,7 @@ func (s *segmenter) flushPage(ctx context.Context) error {
 	if s.page < 0 {
 		return nil
 	}
+	defer func() { s.page = -1 }()
 	// The run in progress may continue into the next page; its bytes in
 	// this page are already counted as waiting, so the page is built
 	// when they are stored.
@@ -204,6 +205,22 @@ func (s *segmenter) unchanged(ctx context.Context, from, to int64) error {
 		return err
 	}
 	for off := from; off < to; {
+		// A whole page that did not change keeps the parent's digest
+		// blob without reading it: a no-change snapshot of a large disk
+		// costs no I/O per page.
+		if p := off / s.ps; off == p*s.ps && p != s.page && s.parentPageSame(p) && to >= min((p+1)*s.ps, s.j.size) {
+			if err := s.flushPage(ctx); err != nil {
+				return err
+			}
+			s.page = -1
+			end := min((p+1)*s.ps, s.j.size)
+			if err := s.pages.scanned(ctx, p, s.j.parent.Pages[p].Digests); err != nil {
+				return err
+			}
+			s.j.counters.BytesScanned.Add(end - off)
+			off = end
+			continue
+		}
 		if err := s.enterPage(ctx, off); err != nil {
 			return err
 		}
@@ -220,6 +237,13 @@ func (s *segmenter) unchanged(ctx context.Context, from, to int64) error {
 		off = end
 	}
 	return nil
+}
+
+// parentPageSame reports whether the parent has page p covering the same
+// range as this disk's page p.
+func (s *segmenter) parentPageSame(p int64) bool {
+	par := s.j.parent
+	return par != nil && p < int64(len(par.Pages)) && min((p+1)*s.ps, par.Size) == min((p+1)*s.ps, s.j.size)
 }
 
 // hole processes an unallocated range [from, to).

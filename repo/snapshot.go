@@ -74,6 +74,11 @@ type Disk struct {
 	ChangeSource string `json:"change_source"`
 	// Note explains a fallback, e.g. why a bitmap could not be used.
 	Note string `json:"note,omitempty"`
+	// Bitmap names the live VM's dirty bitmap that records the changes
+	// since this snapshot; the next snapshot reads only what it marks.
+	Bitmap string `json:"bitmap,omitempty"`
+	// Node is the QEMU block node the disk was read from.
+	Node string `json:"node,omitempty"`
 }
 
 // SnapshotStats record the work a replication did.
