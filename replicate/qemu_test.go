@@ -17,8 +17,8 @@ import (
 	"github.com/drctl/drctl/internal/memtarget"
 	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/recovery"
-	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/replicate"
+	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
 )
 
