@@ -94,8 +94,11 @@ type VM struct {
 	Name       string `yaml:"-"`
 	Repository string `yaml:"repository"` // name or URL; "" = the default
 	Disks      []Disk `yaml:"disks"`
-	Schedule   string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
-	Keep       *Keep  `yaml:"keep"`     // nil = keep every snapshot
+	// QMP is a running QEMU VM's QMP socket reserved for drctl; with it,
+	// the VM's disks come from QEMU and Disks must be empty.
+	QMP      string `yaml:"qmp"`
+	Schedule string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
+	Keep     *Keep  `yaml:"keep"`     // nil = keep every snapshot
 }
 
 // Disk is one disk of a VM.

@@ -90,8 +90,11 @@ func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 		p.addf(key, "%q is not a valid VM name: %s", name, nameRule)
 	}
 	c.checkRepositoryRef(key+".repository", vm.Repository)
-	if len(vm.Disks) == 0 {
-		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}]", name)
+	switch {
+	case len(vm.Disks) == 0 && vm.QMP == "":
+		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}], or give qmp: the QMP socket of the running VM", name)
+	case len(vm.Disks) > 0 && vm.QMP != "":
+		p.addf(key+".qmp", "set together with disks: a VM with qmp: is snapshotted with all its disks; remove disks:")
 	}
 	c.validateDisks(key, vm.Disks, diskOwner)
 	if vm.Schedule != "" {
@@ -174,6 +177,9 @@ func (c *Config) resolvePaths() {
 	for name, vm := range c.VMs {
 		for i := range vm.Disks {
 			vm.Disks[i].Path = c.absPath(dir, vm.Disks[i].Path)
+		}
+		if vm.QMP != "" {
+			vm.QMP = c.absPath(dir, vm.QMP)
 		}
 		vm.Repository = c.resolveRef(dir, vm.Repository)
 		c.VMs[name] = vm

@@ -13,6 +13,8 @@ import (
 
 type replicateFlags struct {
 	vm          string
+	qmp         string
+	workDir     string
 	disks       []string
 	allowShrink bool
 	tags        []string
@@ -29,8 +31,12 @@ the VM's latest snapshot. Disks come from --disk or from the VM's entry in
 drctl.yaml. A disk given as NAME=PATH is stored under NAME, otherwise under the
 file's base name.
 
-Image files are read while they may change: stop or pause the VM (or snapshot
-its storage) first for a consistent recovery point.`,
+With --qmp SOCKET, drctl snapshots a running QEMU VM: all its disks at one
+instant (crash-consistent), then reads only the blocks its dirty bitmaps mark as
+changed since the last snapshot. Start QEMU with an extra -qmp socket for drctl.
+
+Image files given with --disk are read while they may change: stop or pause the
+VM (or snapshot its storage) first for a consistent recovery point.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runReplicate(cmd.Context(), fl)
@@ -38,6 +44,8 @@ its storage) first for a consistent recovery point.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&fl.vm, "vm", "", "name of the VM (required)")
+	f.StringVar(&fl.qmp, "qmp", "", "QMP socket of a running QEMU VM reserved for drctl: snapshot all its disks at one instant, reading only changed blocks")
+	f.StringVar(&fl.workDir, "work-dir", "", "where a live snapshot keeps its scratch overlays and NBD socket (default: the temp dir)")
 	f.StringArrayVar(&fl.disks, "disk", nil, "disk to replicate: PATH or NAME=PATH (repeatable; default: the VM's disks in drctl.yaml)")
 	f.BoolVar(&fl.allowShrink, "allow-shrink", false, "accept a disk smaller than in the last snapshot")
 	f.StringArrayVar(&fl.tags, "tag", nil, "tag the snapshot (repeatable)")
@@ -52,7 +60,10 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	for _, d := range fl.disks {
 		disks = append(disks, parseDiskFlag(d))
 	}
-	if len(disks) == 0 {
+	if fl.qmp != "" && len(disks) > 0 {
+		return usageError{fmt.Errorf("--qmp takes every disk of the VM: do not combine it with --disk")}
+	}
+	if len(disks) == 0 && fl.qmp == "" {
 		vm, err := a.cfg.VM(fl.vm)
 		if err != nil {
 			return usageError{fmt.Errorf("%w (or pass --disk)", err)}
@@ -60,6 +71,7 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 		for _, d := range vm.Disks {
 			disks = append(disks, replicate.Disk{Name: d.Name, Path: d.Path})
 		}
+		fl.qmp = vm.QMP
 		if a.repoFlag == "" && vm.Repository != "" {
 			a.repoFlag = vm.Repository
 		}
@@ -81,10 +93,14 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 			},
 		}
 	})
-	snap, err := replicate.Run(ctx, r, replicate.Options{
+	ropts := replicate.Options{
 		VM: fl.vm, Disks: disks, AllowShrink: fl.allowShrink, Host: host, Tags: fl.tags,
 		Counters: counters, Logger: a.log,
-	})
+	}
+	if fl.qmp != "" {
+		ropts.QEMU = &replicate.QEMU{QMPSocket: fl.qmp, WorkDir: fl.workDir}
+	}
+	snap, err := replicate.Run(ctx, r, ropts)
 	stop()
 	if err != nil {
 		return err
@@ -116,7 +132,10 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	}
 	a.printf("snapshot %s of %s saved (%s)\n", snap.ID[:8], snap.VM, kind)
 	for _, d := range snap.Disks {
-		a.printf("  disk %-20s %10s, %10s allocated\n", d.Name, fmtBytes(d.Size), fmtBytes(d.Allocated))
+		a.printf("  disk %-20s %10s, %10s allocated, changes by %s\n", d.Name, fmtBytes(d.Size), fmtBytes(d.Allocated), d.ChangeSource)
+		if d.Note != "" {
+			a.printf("    %s\n", d.Note)
+		}
 	}
 	a.printf("read %s, changed %s, new %s, stored %s, uploaded %s in %d requests, %s\n",
 		fmtBytes(st.BytesRead), fmtBytes(st.BytesChanged), fmtBytes(st.BytesNew), fmtBytes(st.BytesStored),
