@@ -24,9 +24,8 @@ func (r Range) End() int64 { return r.Off + r.Len }
 // exactly that range, and adjacent ones differ in flags.
 //
 // The server may describe less than it was asked for per request (QEMU
-// stops at a limit of extents, and at bitmap or allocation boundaries),
-// and a request cannot exceed 4 GiB, so this sends as many requests as it
-// takes. The server answers every request for all the contexts selected at
+// sends at most 131072 extents per reply), and a request cannot exceed
+// 4 GiB, so this sends as many requests as it takes. The server answers every request for all the contexts selected at
 // Dial, so select only those needed.
 func (c *Client) BlockStatus(ctx context.Context, metaContext string, off, length int64) ([]Extent, error) {
 	id, ok := c.contexts[metaContext]
