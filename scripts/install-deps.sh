@@ -11,6 +11,7 @@ deps=(
   "qemu-system-x86:qemu-system-x86_64"  # live-VM tests: a real QEMU with QMP and an NBD server
   "busybox-static:"        # the test guest's userland (initramfs)
   "linux-image-amd64:"     # the test guest's kernel (/boot/vmlinuz-*)
+  "xz-utils:xz"            # unpacks that kernel (xz with the x86 BCJ filter)
   "e2fsprogs:mkfs.ext4"    # mkfs.ext4 -d: VM-like ext4 images for the benchmark
   "time:/usr/bin/time"     # /usr/bin/time -v: max RSS when measuring by hand
   "$@"
