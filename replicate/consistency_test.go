@@ -10,8 +10,8 @@ import (
 	"github.com/drctl/drctl/internal/memtarget"
 	"github.com/drctl/drctl/internal/testvm"
 	"github.com/drctl/drctl/recovery"
-	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/replicate"
+	"github.com/drctl/drctl/repo"
 )
 
 // TestCrashConsistentSnapshots boots a guest that writes an increasing
