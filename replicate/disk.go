@@ -32,6 +32,7 @@ type diskJob struct {
 	note         string
 	bitmap       string // live VM: the bitmap recording changes since this snapshot
 	node         string // live VM: the block node read
+	format, bus  string // live VM: how the disk is attached, for the replica
 	counters     *Counters
 	log          *slog.Logger
 	workers      int

@@ -40,6 +40,7 @@ type qemuDisk struct {
 	name     string // disk name in the manifest
 	node     string // the live format node
 	driver   string // qcow2, raw, …
+	bus      string // virtio, ide, scsi, … (from the device model)
 	size     int64
 	parent   *repo.Disk
 	old      string // usable bitmap recording changes since the parent ("" = none)
@@ -79,6 +80,20 @@ func diskName(b qmp.BlockInfo) string {
 	return b.Inserted.NodeName
 }
 
+// diskBus guesses the bus from the device path QEMU reports: virtio-blk
+// devices own a "virtio-backend" child.
+func diskBus(qdev string) string {
+	switch {
+	case strings.HasSuffix(qdev, "/virtio-backend"):
+		return "virtio"
+	case strings.Contains(qdev, "ide"):
+		return "ide"
+	case strings.Contains(qdev, "scsi"):
+		return "scsi"
+	}
+	return ""
+}
+
 // openQEMU connects and lists the VM's disks.
 func openQEMU(ctx context.Context, q *QEMU, vm string, parent *repo.Snapshot, snapID string, log *slog.Logger) (*qemuSession, error) {
 	c, err := qmp.Dial(ctx, q.QMPSocket)
@@ -110,7 +125,7 @@ func openQEMU(ctx context.Context, q *QEMU, vm string, parent *repo.Snapshot, sn
 		}
 		n := byNode[b.Inserted.NodeName]
 		d := &qemuDisk{
-			name: diskName(b), node: n.NodeName, driver: n.Driver, size: n.Image.VirtualSize,
+			name: diskName(b), node: n.NodeName, driver: n.Driver, size: n.Image.VirtualSize, bus: diskBus(b.QDev),
 			newBm:    bitmapPrefix + snapID,
 			fleece:   fmt.Sprintf("%sfleece%d", qemuPrefix, i),
 			jobID:    fmt.Sprintf("%sjob%d", qemuPrefix, i),

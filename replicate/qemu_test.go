@@ -155,6 +155,12 @@ func TestLiveQEMU(t *testing.T) {
 	if len(s1.Disks) != 2 || s1.Disks[0].ChangeSource != "full" || s1.Disks[0].Bitmap == "" || s1.Consistency != repo.ConsistencyCrash {
 		t.Fatalf("first snapshot: %+v", s1.Disks)
 	}
+	if d := s1.Disks[1]; d.Name != "vdisk1" || d.Format != "qcow2" || d.Bus != "virtio" || d.Size != liveDiskSize {
+		t.Fatalf("disk spec: %+v", d)
+	}
+	if hw := s1.Hardware; hw == nil || hw.CPUs != 1 || hw.MemoryMiB != 64 {
+		t.Fatalf("hardware: %+v", hw)
+	}
 
 	// Scattered 4 KiB writes: only they are read.
 	for i := range 20 {

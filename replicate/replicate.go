@@ -120,7 +120,7 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 			return nil, fmt.Errorf("vm %s: %w", opts.VM, err)
 		}
 		j := &diskJob{name: d.name, src: src, size: src.Size(), parent: d.parent,
-			changeSource: "full", note: d.note, bitmap: d.newBm, node: d.node}
+			changeSource: "full", note: d.note, bitmap: d.newBm, node: d.node, format: d.driver, bus: d.bus}
 		switch {
 		case d.old != "":
 			j.changeSource = "bitmap"
