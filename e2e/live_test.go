@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,9 +70,7 @@ func TestLiveVMKilledAgent(t *testing.T) {
 
 	// More changes after the kill, then a run that must see all of them.
 	hmpWrite(t, vm, 1, 32<<20, 64<<10, 0x44)
-	r := e.ok("replicate", "-r", repo, "--vm", "live", "--qmp", vm.QMPSocket(), "--json")
-	var sum summary
-	json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &sum)
+	sum := lastSummary(t, e.ok("replicate", "-r", repo, "--vm", "live", "--qmp", vm.QMPSocket(), "--json"))
 	rows := snapshots(t, e, repo)
 	if len(rows) != 2 {
 		t.Fatalf("%d snapshots after the rerun, want 2", len(rows))
