@@ -4,19 +4,24 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/drctl/drctl/chunk"
 	"github.com/drctl/drctl/internal/bufpool"
 	"github.com/drctl/drctl/repo"
 )
 
-// readBufSize is how much the reader hands on at once; a multiple of every
-// sane block size.
-const readBufSize = 1 << 20
+// readBufSize is how much one read covers at most; a multiple of every
+// sane block size. readAhead bounds the bytes read but not yet segmented,
+// and fetchWorkers the reads in flight.
+const (
+	readBufSize  = 1 << 20
+	readAhead    = 8 << 20
+	fetchWorkers = 16
+)
 
 // diskJob is the work of replicating one disk.
 type diskJob struct {
@@ -65,47 +70,59 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 
-	// Stage 1: read allocated ranges in order.
-	bufs := make(chan *readBuf, 4)
-	digestJobs := make(chan *readBuf, 4)
+	// Stage 1: cut the ranges into reads, in disk order. Reads are
+	// issued ahead, up to readAhead bytes, and done by fetch workers in
+	// parallel: a dirty bitmap's ranges are thousands of scattered 4 KiB
+	// blocks, and one NBD round trip at a time would leave the disk idle.
+	bufs := make(chan *readBuf, 64)
+	fetchJobs := make(chan *readBuf, 64)
 	bufPool := bufpool.New(readBufSize, 12)
+	ahead := semaphore.NewWeighted(readAhead)
 	g.Go(func() error {
 		defer close(bufs)
-		defer close(digestJobs)
+		defer close(fetchJobs)
+		prevEnd := int64(0)
 		for _, rg := range ranges {
-			start := rg[0] / bs * bs
+			start := max(rg[0]/bs*bs, prevEnd)
 			end := min((rg[1]+bs-1)/bs*bs, j.size)
 			for off := start; off < end; {
 				n := min(int64(readBufSize), end-off)
-				bp := bufPool.Get()
-				buf := (*bp)[:n]
-				if err := j.src.ReadAt(gctx, buf, off); err != nil {
+				if err := ahead.Acquire(gctx, n); err != nil {
 					return err
 				}
-				j.counters.BytesRead.Add(n)
-				rb := &readBuf{off: off, data: buf, buf: bp, done: make(chan struct{})}
+				rb := &readBuf{off: off, done: make(chan struct{})}
+				if n == readBufSize {
+					rb.buf = bufPool.Get()
+					rb.data = *rb.buf
+				} else {
+					rb.data = make([]byte, n)
+				}
 				select {
 				case bufs <- rb:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
 				select {
-				case digestJobs <- rb:
+				case fetchJobs <- rb:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
 				off += n
 			}
+			prevEnd = max(prevEnd, end)
 		}
 		return nil
 	})
 
-	// Stage 2: block digests, in parallel, out of order.
-	nDigest := max(1, min(2, runtime.GOMAXPROCS(0)))
-	for range nDigest {
+	// Stage 2: read and compute block digests, in parallel, out of order.
+	for range fetchWorkers {
 		g.Go(func() error {
 			dg := j.r.Codec().Key().NewBlockDigester()
-			for rb := range digestJobs {
+			for rb := range fetchJobs {
+				if err := j.src.ReadAt(gctx, rb.data, rb.off); err != nil {
+					return err
+				}
+				j.counters.BytesRead.Add(int64(len(rb.data)))
 				nb := (int64(len(rb.data)) + bs - 1) / bs
 				rb.digests = make([]uint64, nb)
 				for i := int64(0); i < nb; i++ {
@@ -183,6 +200,7 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 			pos = rb.off + int64(len(rb.data))
 			j.counters.BytesScanned.Add(int64(len(rb.data)))
 			bufPool.Put(rb.buf)
+			ahead.Release(int64(len(rb.data)))
 		}
 		if pos < j.size {
 			if err := seg.gap(gctx, pos, j.size); err != nil {
