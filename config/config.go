@@ -96,7 +96,10 @@ type VM struct {
 	Disks      []Disk `yaml:"disks"`
 	// QMP is a running QEMU VM's QMP socket reserved for drctl; with it,
 	// the VM's disks come from QEMU and Disks must be empty.
-	QMP      string `yaml:"qmp"`
+	QMP string `yaml:"qmp"`
+	// QGA is the host socket of the VM's guest agent, for app-consistent
+	// snapshots (optional, with QMP).
+	QGA      string `yaml:"qga"`
 	Schedule string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
 	Keep     *Keep  `yaml:"keep"`     // nil = keep every snapshot
 }

@@ -93,6 +93,8 @@ func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 	switch {
 	case len(vm.Disks) == 0 && vm.QMP == "":
 		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}], or give qmp: the QMP socket of the running VM", name)
+	case vm.QGA != "" && vm.QMP == "":
+		p.addf(key+".qga", "set without qmp: the guest agent is used for snapshots of a running VM; add qmp: or remove qga:")
 	case len(vm.Disks) > 0 && vm.QMP != "":
 		p.addf(key+".qmp", "set together with disks: a VM with qmp: is snapshotted with all its disks; remove disks:")
 	}
@@ -180,6 +182,9 @@ func (c *Config) resolvePaths() {
 		}
 		if vm.QMP != "" {
 			vm.QMP = c.absPath(dir, vm.QMP)
+		}
+		if vm.QGA != "" {
+			vm.QGA = c.absPath(dir, vm.QGA)
 		}
 		vm.Repository = c.resolveRef(dir, vm.Repository)
 		c.VMs[name] = vm

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drctl/drctl/internal/qga"
 	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/repo"
 )
@@ -20,6 +21,14 @@ type QEMU struct {
 	// QMPSocket is a QMP unix socket reserved for drctl (QEMU accepts
 	// several -qmp options; one socket serves one client at a time).
 	QMPSocket string
+	// QGASocket, if set, is the host side of the VM's guest agent channel:
+	// the guest's file systems are frozen for the instant of the snapshot
+	// (application-consistent). If freezing fails the snapshot is taken
+	// anyway and recorded as crash-consistent.
+	QGASocket string
+	// FreezeTimeout bounds the freeze (default 10 s): a guest whose
+	// applications cannot quiesce in time is snapshotted unfrozen.
+	FreezeTimeout time.Duration
 	// WorkDir holds the scratch overlays and the NBD socket of a snapshot
 	// (default: the system temp dir). Scratch files grow only by what the
 	// guest overwrites while the snapshot is read.
@@ -62,6 +71,8 @@ type qemuSession struct {
 	disks []*qemuDisk
 	log   *slog.Logger
 	nbdUp bool
+	// frozen: the guest's file systems were frozen at the instant.
+	frozen bool
 }
 
 // diskName derives a stable disk name from what QEMU reports: the legacy
@@ -254,7 +265,11 @@ func (s *qemuSession) foldBitmaps(ctx context.Context, node, want string, all []
 // prepare folds leftover bitmaps, creates the scratch overlays, takes the
 // consistent instant (one transaction over all disks) and exports the
 // frozen views over NBD.
-func (s *qemuSession) prepare(ctx context.Context, workDir string) error {
+func (s *qemuSession) prepare(ctx context.Context, q *QEMU) error {
+	workDir := q.WorkDir
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
 	nodes, err := s.c.QueryNamedBlockNodes(ctx)
 	if err != nil {
 		return fmt.Errorf("vm %s: list block nodes: %w", s.vm, err)
@@ -315,7 +330,7 @@ func (s *qemuSession) prepare(ctx context.Context, workDir string) error {
 			acts = append(acts, qmp.BitmapDisableAction(d.node, d.old))
 		}
 	}
-	if err := s.c.Transaction(ctx, acts); err != nil {
+	if err := s.instant(ctx, q, acts); err != nil {
 		return fmt.Errorf("vm %s: snapshot transaction: %w", s.vm, err)
 	}
 	s.sock = filepath.Join(s.dir, "nbd.sock")
@@ -405,4 +420,45 @@ func (s *qemuSession) hardware(ctx context.Context) *repo.Hardware {
 		}
 	}
 	return hw
+}
+
+// instant runs the snapshot transaction, inside a guest file-system freeze
+// when a guest agent is configured. The thaw runs on its own context right
+// after the transaction, whatever happened: a guest must never stay frozen.
+func (s *qemuSession) instant(ctx context.Context, q *QEMU, acts []qmp.Action) error {
+	if q.QGASocket == "" {
+		return s.c.Transaction(ctx, acts)
+	}
+	timeout := q.FreezeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	agent, err := qga.Dial(fctx, q.QGASocket)
+	if err != nil {
+		s.log.Warn("guest agent unavailable: snapshot is crash-consistent", "vm", s.vm, "err", err)
+		return s.c.Transaction(ctx, acts)
+	}
+	defer agent.Close()
+	if _, err := agent.Freeze(fctx); err != nil {
+		s.log.Warn("could not freeze the guest's file systems: snapshot is crash-consistent", "vm", s.vm, "err", err)
+		thawQuietly(agent)
+		return s.c.Transaction(ctx, acts)
+	}
+	err = s.c.Transaction(ctx, acts)
+	thawed := thawQuietly(agent)
+	if !thawed {
+		s.log.Error("could not thaw the guest's file systems: check the guest", "vm", s.vm)
+	}
+	s.frozen = err == nil && thawed
+	return err
+}
+
+// thawQuietly thaws on its own short context and reports success.
+func thawQuietly(agent *qga.Client) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := agent.Thaw(ctx)
+	return err == nil
 }

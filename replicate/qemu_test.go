@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drctl/drctl/internal/memtarget"
+	"github.com/drctl/drctl/internal/qga/qgatest"
 	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/recovery"
 	"github.com/drctl/drctl/replicate"
@@ -307,4 +309,43 @@ func TestLiveQEMUKilled(t *testing.T) {
 		t.Fatalf("after recovery: change source %s (%s)", s2.Disks[0].ChangeSource, s2.Disks[0].Note)
 	}
 	checkRestore(t, r, s2, vm.snapshotModels())
+}
+
+// TestLiveQEMUGuestFreeze: with a guest agent the snapshot is taken with
+// the guest's file systems frozen and thawed right after; a failing or
+// silent agent gives a crash-consistent snapshot, never a frozen guest.
+func TestLiveQEMUGuestFreeze(t *testing.T) {
+	vm := startLiveVM(t)
+	r, err := repo.Init(t.Context(), memtarget.New(), "pw", repo.Options{KDF: repo.FastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		agent *qgatest.Agent
+		want  string
+		cmds  []string
+	}{
+		{"ok", &qgatest.Agent{}, repo.ConsistencyApp, []string{"guest-sync-delimited", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw"}},
+		{"freeze fails", &qgatest.Agent{FailFreeze: true}, repo.ConsistencyCrash, []string{"guest-sync-delimited", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw"}},
+		{"silent", &qgatest.Agent{Silent: true}, repo.ConsistencyCrash, []string{"guest-sync-delimited"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			agent := qgatest.Start(t, c.agent)
+			vm.write(t, 0, 1<<20, 4096, 7)
+			s, err := replicate.Run(t.Context(), r, replicate.Options{VM: "frozen", QEMU: &replicate.QEMU{
+				QMPSocket: vm.drctlSock, QGASocket: agent.Socket, FreezeTimeout: 500 * time.Millisecond, WorkDir: t.TempDir(),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Consistency != c.want {
+				t.Fatalf("consistency %s, want %s", s.Consistency, c.want)
+			}
+			if got := agent.Commands(); !slices.Equal(got, c.cmds) {
+				t.Fatalf("agent got %v, want %v", got, c.cmds)
+			}
+			checkRestore(t, r, s, vm.snapshotModels())
+		})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -102,15 +101,14 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 		sess.teardown()
 		sess.finish(err == nil)
 	}()
-	workDir := opts.QEMU.WorkDir
-	if workDir == "" {
-		workDir = os.TempDir()
-	}
-	if err := sess.prepare(ctx, workDir); err != nil {
+	if err := sess.prepare(ctx, opts.QEMU); err != nil {
 		return nil, err
 	}
 	snap.Time = time.Now().UTC()
 	snap.Consistency = repo.ConsistencyCrash
+	if sess.frozen {
+		snap.Consistency = repo.ConsistencyApp
+	}
 	if snap.Hardware == nil {
 		snap.Hardware = sess.hardware(ctx)
 	}

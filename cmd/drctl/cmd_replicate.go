@@ -14,6 +14,7 @@ import (
 type replicateFlags struct {
 	vm          string
 	qmp         string
+	qga         string
 	workDir     string
 	disks       []string
 	allowShrink bool
@@ -45,6 +46,7 @@ VM (or snapshot its storage) first for a consistent recovery point.`,
 	f := cmd.Flags()
 	f.StringVar(&fl.vm, "vm", "", "name of the VM (required)")
 	f.StringVar(&fl.qmp, "qmp", "", "QMP socket of a running QEMU VM reserved for drctl: snapshot all its disks at one instant, reading only changed blocks")
+	f.StringVar(&fl.qga, "qga", "", "host socket of the VM's guest agent: freeze the guest's file systems for the snapshot (app-consistent)")
 	f.StringVar(&fl.workDir, "work-dir", "", "where a live snapshot keeps its scratch overlays and NBD socket (default: the temp dir)")
 	f.StringArrayVar(&fl.disks, "disk", nil, "disk to replicate: PATH or NAME=PATH (repeatable; default: the VM's disks in drctl.yaml)")
 	f.BoolVar(&fl.allowShrink, "allow-shrink", false, "accept a disk smaller than in the last snapshot")
@@ -72,6 +74,9 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 			disks = append(disks, replicate.Disk{Name: d.Name, Path: d.Path})
 		}
 		fl.qmp = vm.QMP
+		if fl.qga == "" {
+			fl.qga = vm.QGA
+		}
 		if a.repoFlag == "" && vm.Repository != "" {
 			a.repoFlag = vm.Repository
 		}
@@ -98,7 +103,7 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 		Counters: counters, Logger: a.log,
 	}
 	if fl.qmp != "" {
-		ropts.QEMU = &replicate.QEMU{QMPSocket: fl.qmp, WorkDir: fl.workDir}
+		ropts.QEMU = &replicate.QEMU{QMPSocket: fl.qmp, QGASocket: fl.qga, WorkDir: fl.workDir}
 	}
 	snap, err := replicate.Run(ctx, r, ropts)
 	stop()
@@ -130,7 +135,7 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	if snap.Parent != "" {
 		kind = "incremental against " + snap.Parent[:8]
 	}
-	a.printf("snapshot %s of %s saved (%s)\n", snap.ID[:8], snap.VM, kind)
+	a.printf("snapshot %s of %s saved (%s, %s)\n", snap.ID[:8], snap.VM, kind, snap.Consistency)
 	for _, d := range snap.Disks {
 		a.printf("  disk %-20s %10s, %10s allocated, changes by %s\n", d.Name, fmtBytes(d.Size), fmtBytes(d.Allocated), d.ChangeSource)
 		if d.Note != "" {
