@@ -99,7 +99,10 @@ type VM struct {
 	QMP string `yaml:"qmp"`
 	// QGA is the host socket of the VM's guest agent, for app-consistent
 	// snapshots (optional, with QMP).
-	QGA      string `yaml:"qga"`
+	QGA string `yaml:"qga"`
+	// Group names a consistency group: `drctl replicate --group NAME`
+	// snapshots all its VMs at one instant (they need qmp:).
+	Group    string `yaml:"group"`
 	Schedule string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
 	Keep     *Keep  `yaml:"keep"`     // nil = keep every snapshot
 }
@@ -348,6 +351,17 @@ func (c *Config) Level() slog.Level {
 	default:
 		return slog.LevelInfo
 	}
+}
+
+// GroupVMs returns the VMs of a consistency group, sorted by name.
+func (c *Config) GroupVMs(group string) []VM {
+	var out []VM
+	for _, name := range c.VMNames() {
+		if vm, err := c.VM(name); err == nil && vm.Group == group {
+			out = append(out, vm)
+		}
+	}
+	return out
 }
 
 // VMNames returns the names of the configured VMs, sorted.

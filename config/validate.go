@@ -93,6 +93,8 @@ func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 	switch {
 	case len(vm.Disks) == 0 && vm.QMP == "":
 		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}], or give qmp: the QMP socket of the running VM", name)
+	case vm.Group != "" && vm.QMP == "":
+		p.addf(key+".group", "set without qmp: a consistency group snapshots running VMs at one instant; add qmp:")
 	case vm.QGA != "" && vm.QMP == "":
 		p.addf(key+".qga", "set without qmp: the guest agent is used for snapshots of a running VM; add qmp: or remove qga:")
 	case len(vm.Disks) > 0 && vm.QMP != "":

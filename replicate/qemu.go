@@ -262,10 +262,21 @@ func (s *qemuSession) foldBitmaps(ctx context.Context, node, want string, all []
 	}
 }
 
-// prepare folds leftover bitmaps, creates the scratch overlays, takes the
-// consistent instant (one transaction over all disks) and exports the
-// frozen views over NBD.
+// prepare sets up, takes the consistent instant (one transaction over all
+// disks) and exports the frozen views over NBD.
 func (s *qemuSession) prepare(ctx context.Context, q *QEMU) error {
+	if err := s.setup(ctx, q); err != nil {
+		return err
+	}
+	if err := s.takeInstant(ctx, q); err != nil {
+		return err
+	}
+	return s.export(ctx)
+}
+
+// setup folds leftover bitmaps, decides per disk between incremental and
+// full read, and creates the scratch overlays.
+func (s *qemuSession) setup(ctx context.Context, q *QEMU) error {
 	workDir := q.WorkDir
 	if workDir == "" {
 		workDir = os.TempDir()
@@ -319,8 +330,13 @@ func (s *qemuSession) prepare(ctx context.Context, q *QEMU) error {
 			return fmt.Errorf("vm %s: add scratch overlay for %s: %w", s.vm, d.name, err)
 		}
 	}
-	// The instant: copy-before-write starts on every disk, the new
-	// bitmaps start recording and the old ones freeze, all at once.
+	return nil
+}
+
+// takeInstant runs the snapshot transaction: copy-before-write starts on
+// every disk, the new bitmaps start recording and the old ones freeze,
+// all at once.
+func (s *qemuSession) takeInstant(ctx context.Context, q *QEMU) error {
 	var acts []qmp.Action
 	for _, d := range s.disks {
 		acts = append(acts,
@@ -333,6 +349,11 @@ func (s *qemuSession) prepare(ctx context.Context, q *QEMU) error {
 	if err := s.instant(ctx, q, acts); err != nil {
 		return fmt.Errorf("vm %s: snapshot transaction: %w", s.vm, err)
 	}
+	return nil
+}
+
+// export serves the frozen views and bitmaps over NBD.
+func (s *qemuSession) export(ctx context.Context) error {
 	s.sock = filepath.Join(s.dir, "nbd.sock")
 	if err := s.c.NBDServerStart(ctx, s.sock); err != nil {
 		return fmt.Errorf("vm %s: start NBD server: %w", s.vm, err)

@@ -349,3 +349,55 @@ func TestLiveQEMUGuestFreeze(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveQEMUGroup: two running VMs snapshotted as a consistency group are
+// paused for the instant, resumed after, and get manifests with one
+// instant and one group id.
+func TestLiveQEMUGroup(t *testing.T) {
+	a, b := startLiveVM(t), startLiveVM(t)
+	for _, vm := range []*liveVM{a, b} {
+		if err := vm.test.Cont(t.Context()); err != nil { // running, as in production
+			t.Fatal(err)
+		}
+	}
+	r, err := repo.Init(t.Context(), memtarget.New(), "pw", repo.Options{KDF: repo.FastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := []replicate.Options{
+		{VM: "app", QEMU: &replicate.QEMU{QMPSocket: a.drctlSock, WorkDir: t.TempDir()}},
+		{VM: "db", QEMU: &replicate.QEMU{QMPSocket: b.drctlSock, WorkDir: t.TempDir()}},
+	}
+	for round := range 2 {
+		a.write(t, 0, int64(round)<<20, 8192, uint64(round))
+		b.write(t, 1, int64(round)<<20, 4096, uint64(round+10))
+		snaps, err := replicate.RunGroup(t.Context(), r, "shop", members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snaps) != 2 || !snaps[0].Time.Equal(snaps[1].Time) || !slices.Equal(snaps[0].Tags, snaps[1].Tags) || !slices.Contains(snaps[0].Tags, "group=shop") {
+			t.Fatalf("group snapshots: %+v / %+v", snaps[0], snaps[1])
+		}
+		if round == 1 && snaps[0].Disks[0].ChangeSource != "bitmap" {
+			t.Fatalf("second group snapshot: change source %s (%s)", snaps[0].Disks[0].ChangeSource, snaps[0].Disks[0].Note)
+		}
+		checkRestore(t, r, snaps[0], a.snapshotModels())
+		checkRestore(t, r, snaps[1], b.snapshotModels())
+		for _, vm := range []*liveVM{a, b} {
+			st, err := vm.test.QueryStatus(t.Context())
+			if err != nil || !st.Running {
+				t.Fatalf("a VM was left %q after the group snapshot (%v)", st.Status, err)
+			}
+		}
+	}
+	// A VM that was paused stays paused.
+	if err := b.test.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replicate.RunGroup(t.Context(), r, "shop", members); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.test.QueryStatus(t.Context()); st.Running {
+		t.Fatal("a paused VM was resumed by the group snapshot")
+	}
+}

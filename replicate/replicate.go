@@ -44,18 +44,7 @@ type Options struct {
 // snapshot.
 func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot, error) {
 	start := time.Now()
-	if opts.Counters == nil {
-		opts.Counters = &Counters{}
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
-	}
-	if opts.Consistency == "" {
-		opts.Consistency = repo.ConsistencyNone
-	}
+	opts.fill()
 	if !repo.NameRE.MatchString(opts.VM) {
 		return nil, fmt.Errorf("vm name %q: use letters, digits, '.', '_' and '-'", opts.VM)
 	}
@@ -67,14 +56,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 	if err != nil {
 		return nil, fmt.Errorf("find parent snapshot of %s: %w", opts.VM, err)
 	}
-	snap := &repo.Snapshot{
-		ID: repo.NewSnapshotID(), VM: opts.VM, Time: time.Now().UTC(),
-		Writer: r.WriterID(), Host: opts.Host, Consistency: opts.Consistency,
-		Hardware: opts.Hardware, Tags: opts.Tags,
-	}
-	if parent != nil {
-		snap.Parent = parent.ID
-	}
+	snap := newSnapshot(r, opts, parent)
 	if opts.QEMU != nil {
 		return runQEMU(ctx, r, opts, parent, snap, start)
 	}
@@ -104,6 +86,15 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 	if err := sess.prepare(ctx, opts.QEMU); err != nil {
 		return nil, err
 	}
+	if jobs, err = sessionJobs(ctx, sess, opts, snap); err != nil {
+		return nil, err
+	}
+	return store(ctx, r, opts, snap, jobs, start)
+}
+
+// sessionJobs fills in what the instant decided and opens one NBD source
+// per disk.
+func sessionJobs(ctx context.Context, sess *qemuSession, opts Options, snap *repo.Snapshot) ([]*diskJob, error) {
 	snap.Time = time.Now().UTC()
 	snap.Consistency = repo.ConsistencyCrash
 	if sess.frozen {
@@ -112,9 +103,11 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 	if snap.Hardware == nil {
 		snap.Hardware = sess.hardware(ctx)
 	}
+	var jobs []*diskJob
 	for _, d := range sess.disks {
 		src, err := openNBDSource(ctx, sess.sock, d.fleece, d.name, d.old)
 		if err != nil {
+			closeJobs(jobs)
 			return nil, fmt.Errorf("vm %s: %w", opts.VM, err)
 		}
 		j := &diskJob{name: d.name, src: src, size: src.Size(), parent: d.parent,
@@ -128,7 +121,151 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 		}
 		jobs = append(jobs, j)
 	}
-	return store(ctx, r, opts, snap, jobs, start)
+	return jobs, nil
+}
+
+// RunGroup snapshots the running VMs of a consistency group at one
+// instant: every VM that is running is paused, each VM's snapshot
+// transaction runs, and all are resumed (on their own context, whatever
+// happened), so that no VM writes between the first instant and the last.
+// The pause lasts a few QMP round trips per VM. Guest agents are not used
+// in a group (a paused guest cannot freeze): group snapshots are
+// crash-consistent. Each VM gets its own manifest, tagged with the group
+// and a shared group id; the manifests are committed one after the other.
+func RunGroup(ctx context.Context, r *repo.Repository, group string, members []Options) (_ []*repo.Snapshot, err error) {
+	start := time.Now()
+	gid := repo.NewSnapshotID()
+	type member struct {
+		opts Options
+		snap *repo.Snapshot
+		sess *qemuSession
+		jobs []*diskJob
+		ok   bool
+	}
+	ms := make([]*member, len(members))
+	defer func() {
+		for _, m := range ms {
+			if m == nil || m.sess == nil {
+				continue
+			}
+			closeJobs(m.jobs)
+			m.sess.teardown()
+			m.sess.finish(m.ok)
+			m.sess.c.Close()
+		}
+	}()
+	seen := map[string]bool{}
+	for i, o := range members {
+		if !repo.NameRE.MatchString(o.VM) || seen[o.VM] {
+			return nil, fmt.Errorf("group %s: vm name %q is invalid or given twice", group, o.VM)
+		}
+		seen[o.VM] = true
+		if o.QEMU == nil {
+			return nil, fmt.Errorf("group %s: vm %s has no QMP socket: a consistency group needs running VMs", group, o.VM)
+		}
+		o.fill()
+		o.Tags = append(o.Tags, "group="+group, "group-id="+gid)
+		parent, err := r.LatestSnapshot(ctx, o.VM)
+		if err != nil {
+			return nil, fmt.Errorf("find parent snapshot of %s: %w", o.VM, err)
+		}
+		m := &member{opts: o, snap: newSnapshot(r, o, parent)}
+		ms[i] = m
+		if m.sess, err = openQEMU(ctx, o.QEMU, o.VM, parent, m.snap.ID, o.Logger); err != nil {
+			return nil, err
+		}
+		if err := m.sess.setup(ctx, o.QEMU); err != nil {
+			return nil, err
+		}
+	}
+	sessions := make([]*qemuSession, len(ms))
+	for i, m := range ms {
+		sessions[i] = m.sess
+	}
+	if err := groupInstant(ctx, ms[0].opts.Logger, group, sessions); err != nil {
+		return nil, err
+	}
+	instant := time.Now().UTC()
+	for _, m := range ms {
+		if err := m.sess.export(ctx); err != nil {
+			return nil, err
+		}
+		if m.jobs, err = sessionJobs(ctx, m.sess, m.opts, m.snap); err != nil {
+			return nil, err
+		}
+		m.snap.Time = instant
+	}
+	var out []*repo.Snapshot
+	for _, m := range ms {
+		s, err := store(ctx, r, m.opts, m.snap, m.jobs, start)
+		if err != nil {
+			return out, fmt.Errorf("group %s: %w", group, err)
+		}
+		m.ok = true
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// groupInstant pauses the running VMs, takes each one's instant and
+// resumes them.
+func groupInstant(ctx context.Context, log *slog.Logger, group string, sessions []*qemuSession) error {
+	var paused []*qemuSession
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), teardownTime)
+		defer cancel()
+		for _, s := range paused {
+			if err := s.c.Cont(rctx); err != nil {
+				log.Error("could not resume a VM after the group snapshot: resume it by hand", "group", group, "vm", s.vm, "err", err)
+			}
+		}
+	}()
+	for _, s := range sessions {
+		st, err := s.c.QueryStatus(ctx)
+		if err != nil {
+			return fmt.Errorf("vm %s: query status: %w", s.vm, err)
+		}
+		if st.Running {
+			if err := s.c.Stop(ctx); err != nil {
+				return fmt.Errorf("vm %s: pause for the group instant: %w", s.vm, err)
+			}
+			paused = append(paused, s)
+		}
+	}
+	for _, s := range sessions {
+		if err := s.takeInstant(ctx, &QEMU{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o *Options) fill() {
+	if o.Counters == nil {
+		o.Counters = &Counters{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Consistency == "" {
+		o.Consistency = repo.ConsistencyNone
+	}
+}
+
+// newSnapshot starts the manifest of a snapshot of o.VM.
+func newSnapshot(r *repo.Repository, o Options, parent *repo.Snapshot) *repo.Snapshot {
+	snap := &repo.Snapshot{
+		ID: repo.NewSnapshotID(), VM: o.VM, Time: time.Now().UTC(),
+		Writer: r.WriterID(), Host: o.Host, Consistency: o.Consistency,
+		Hardware: o.Hardware, Tags: o.Tags,
+	}
+	if parent != nil {
+		snap.Parent = parent.ID
+	}
+	return snap
 }
 
 func closeJobs(jobs []*diskJob) {

@@ -13,6 +13,7 @@ import (
 
 type replicateFlags struct {
 	vm          string
+	group       string
 	qmp         string
 	qga         string
 	workDir     string
@@ -44,7 +45,8 @@ VM (or snapshot its storage) first for a consistent recovery point.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&fl.vm, "vm", "", "name of the VM (required)")
+	f.StringVar(&fl.vm, "vm", "", "name of the VM (required, unless --group)")
+	f.StringVar(&fl.group, "group", "", "snapshot every VM of this consistency group (group: in drctl.yaml) at one instant")
 	f.StringVar(&fl.qmp, "qmp", "", "QMP socket of a running QEMU VM reserved for drctl: snapshot all its disks at one instant, reading only changed blocks")
 	f.StringVar(&fl.qga, "qga", "", "host socket of the VM's guest agent: freeze the guest's file systems for the snapshot (app-consistent)")
 	f.StringVar(&fl.workDir, "work-dir", "", "where a live snapshot keeps its scratch overlays and NBD socket (default: the temp dir)")
@@ -55,8 +57,11 @@ VM (or snapshot its storage) first for a consistent recovery point.`,
 }
 
 func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
+	if fl.group != "" {
+		return a.runGroup(ctx, fl)
+	}
 	if fl.vm == "" {
-		return usageError{fmt.Errorf("--vm is required")}
+		return usageError{fmt.Errorf("--vm is required (or --group)")}
 	}
 	var disks []replicate.Disk
 	for _, d := range fl.disks {
@@ -159,4 +164,43 @@ func parseDiskFlag(s string) replicate.Disk {
 		}
 	}
 	return replicate.Disk{Path: s}
+}
+
+// runGroup snapshots a consistency group from the config.
+func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
+	if fl.vm != "" || len(fl.disks) > 0 || fl.qmp != "" {
+		return usageError{fmt.Errorf("--group takes its VMs from drctl.yaml: do not combine it with --vm, --disk or --qmp")}
+	}
+	vms := a.cfg.GroupVMs(fl.group)
+	if len(vms) == 0 {
+		return usageError{fmt.Errorf("no VM in the config has group: %s", fl.group)}
+	}
+	if a.repoFlag == "" && vms[0].Repository != "" {
+		a.repoFlag = vms[0].Repository
+	}
+	r, err := a.openRepo(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.printRequests()
+	host, _ := os.Hostname()
+	var members []replicate.Options
+	for _, vm := range vms {
+		members = append(members, replicate.Options{VM: vm.Name, Host: host, Tags: fl.tags, Logger: a.log,
+			QEMU: &replicate.QEMU{QMPSocket: vm.QMP, WorkDir: fl.workDir}})
+	}
+	snaps, err := replicate.RunGroup(ctx, r, fl.group, members)
+	for _, s := range snaps {
+		if a.jsonOut {
+			if perr := a.printJSON(map[string]any{"message_type": "summary", "group": fl.group, "snapshot_id": s.ID, "vm": s.VM,
+				"parent": s.Parent, "time": s.Time, "bytes_read": s.Stats.BytesRead, "bytes_changed": s.Stats.BytesChanged,
+				"bytes_new": s.Stats.BytesNew, "bytes_stored": s.Stats.BytesStored, "duration_seconds": s.Stats.DurationSecs}); perr != nil {
+				return perr
+			}
+			continue
+		}
+		a.printf("snapshot %s of %s saved (group %s, %s): read %s, stored %s\n", s.ID[:8], s.VM, fl.group, s.Consistency,
+			fmtBytes(s.Stats.BytesRead), fmtBytes(s.Stats.BytesStored))
+	}
+	return err
 }
