@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drctl/drctl/chunk"
+	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/targets"
 )
 
@@ -213,7 +214,7 @@ func (s Subset) IsZero() bool { return s.Fraction == 0 && s.Bytes == 0 }
 func (s Subset) String() string {
 	switch {
 	case s.Bytes > 0:
-		return fmtBytes(s.Bytes)
+		return units.Bytes(s.Bytes)
 	case s.Fraction > 0:
 		return strconv.FormatFloat(s.Fraction*100, 'f', -1, 64) + "%"
 	}
@@ -383,7 +384,7 @@ func (rep *VerifyReport) Summary() string {
 func (rep *VerifyReport) WriteSummary(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "repository %s at %s\n", rep.RepositoryID, rep.Target)
-	fmt.Fprintf(&b, "  %s, %s (%s), %s", plural(rep.IndexFiles, "index file"), plural(rep.Packs, "pack"), fmtBytes(rep.PackBytes), plural(rep.Blobs, "blob"))
+	fmt.Fprintf(&b, "  %s, %s (%s), %s", plural(rep.IndexFiles, "index file"), plural(rep.Packs, "pack"), units.Bytes(rep.PackBytes), plural(rep.Blobs, "blob"))
 	if rep.DuplicateBlobs > 0 {
 		fmt.Fprintf(&b, " (%d stored twice; prune keeps one copy)", rep.DuplicateBlobs)
 	}
@@ -392,10 +393,10 @@ func (rep *VerifyReport) WriteSummary(w io.Writer) error {
 		plural(rep.MapPages, "map page"), plural(rep.DigestPages, "digest page"), plural(int(rep.Extents), "extent"))
 	switch rep.Data.Mode {
 	case "all":
-		fmt.Fprintf(&b, "  data: read all %d packs (%s), %d blobs checked\n", rep.Data.PacksChecked, fmtBytes(rep.Data.BytesChecked), rep.Data.BlobsChecked)
+		fmt.Fprintf(&b, "  data: read all %d packs (%s), %d blobs checked\n", rep.Data.PacksChecked, units.Bytes(rep.Data.BytesChecked), rep.Data.BlobsChecked)
 	case "subset":
 		fmt.Fprintf(&b, "  data: read %d of %d packs (%s, subset %s), %d blobs checked",
-			rep.Data.PacksChecked, rep.Data.PacksTotal, fmtBytes(rep.Data.BytesChecked), rep.Data.Subset, rep.Data.BlobsChecked)
+			rep.Data.PacksChecked, rep.Data.PacksTotal, units.Bytes(rep.Data.BytesChecked), rep.Data.Subset, rep.Data.BlobsChecked)
 		if rep.Data.CycleComplete {
 			b.WriteString("; a full pass over the packs is complete")
 		}
@@ -404,7 +405,7 @@ func (rep *VerifyReport) WriteSummary(w io.Writer) error {
 		b.WriteString("  data: not read (structure only; use --read-data or --read-data-subset)\n")
 	}
 	if rep.UnindexedPacks > 0 {
-		fmt.Fprintf(&b, "  %s (%s): left by an interrupted run; prune removes them\n", plural(rep.UnindexedPacks, "unindexed pack"), fmtBytes(rep.UnindexedBytes))
+		fmt.Fprintf(&b, "  %s (%s): left by an interrupted run; prune removes them\n", plural(rep.UnindexedPacks, "unindexed pack"), units.Bytes(rep.UnindexedBytes))
 	}
 	for _, n := range rep.Notes {
 		if n.Kind == "unindexed" {
@@ -1137,18 +1138,4 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
-}
-
-// fmtBytes renders a byte count with a binary unit.
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

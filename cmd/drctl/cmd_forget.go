@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/repo"
 )
 
@@ -116,7 +117,7 @@ func (a *app) runPrune(cmd *cobra.Command, opts repo.PruneOptions) error {
 		verb = "would free"
 	}
 	a.printf("%s %s: deleted %d packs (%d unindexed), repacked %d, index files %d -> %d; %d packs left\n",
-		verb, fmtBytes(res.BytesFreed), res.PacksDeleted, res.UnindexedDeleted, res.PacksRepacked,
+		verb, units.Bytes(res.BytesFreed), res.PacksDeleted, res.UnindexedDeleted, res.PacksRepacked,
 		res.IndexFilesBefore, res.IndexFilesAfter, res.PacksAfter)
 	return nil
 }

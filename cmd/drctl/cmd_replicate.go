@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/replicate"
 )
 
@@ -142,14 +143,14 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	}
 	a.printf("snapshot %s of %s saved (%s, %s)\n", snap.ID[:8], snap.VM, kind, snap.Consistency)
 	for _, d := range snap.Disks {
-		a.printf("  disk %-20s %10s, %10s allocated, changes by %s\n", d.Name, fmtBytes(d.Size), fmtBytes(d.Allocated), d.ChangeSource)
+		a.printf("  disk %-20s %10s, %10s allocated, changes by %s\n", d.Name, units.Bytes(d.Size), units.Bytes(d.Allocated), d.ChangeSource)
 		if d.Note != "" {
 			a.printf("    %s\n", d.Note)
 		}
 	}
 	a.printf("read %s, changed %s, new %s, stored %s, uploaded %s in %d requests, %s\n",
-		fmtBytes(st.BytesRead), fmtBytes(st.BytesChanged), fmtBytes(st.BytesNew), fmtBytes(st.BytesStored),
-		fmtBytes(a.uploadedBytes()), a.requestCount(), time.Duration(st.DurationSecs*float64(time.Second)).Round(time.Millisecond))
+		units.Bytes(st.BytesRead), units.Bytes(st.BytesChanged), units.Bytes(st.BytesNew), units.Bytes(st.BytesStored),
+		units.Bytes(a.uploadedBytes()), a.requestCount(), time.Duration(st.DurationSecs*float64(time.Second)).Round(time.Millisecond))
 	return nil
 }
 
@@ -200,7 +201,7 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 			continue
 		}
 		a.printf("snapshot %s of %s saved (group %s, %s): read %s, stored %s\n", s.ID[:8], s.VM, fl.group, s.Consistency,
-			fmtBytes(s.Stats.BytesRead), fmtBytes(s.Stats.BytesStored))
+			units.Bytes(s.Stats.BytesRead), units.Bytes(s.Stats.BytesStored))
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/recovery"
 )
 
@@ -60,7 +61,7 @@ restore never writes data it could not verify.`,
 			}
 			a.printf("restored snapshot %s of %s (%s) to %s: %s written, %s fetched in %s\n",
 				snap.ID[:8], snap.VM, snap.Time.Local().Format("2006-01-02 15:04:05"), target,
-				fmtBytes(c.BytesWritten.Load()), fmtBytes(c.BytesFetched.Load()), el.Round(time.Millisecond))
+				units.Bytes(c.BytesWritten.Load()), units.Bytes(c.BytesFetched.Load()), el.Round(time.Millisecond))
 			return nil
 		},
 	}

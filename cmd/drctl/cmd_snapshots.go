@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/drctl/drctl/internal/units"
 )
 
 func (a *app) snapshotsCommand() *cobra.Command {
@@ -70,7 +72,7 @@ func (a *app) snapshotsCommand() *cobra.Command {
 					size += d.Size
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.ID[:8], s.VM, s.Time.Local().Format("2006-01-02 15:04:05"),
-					fmtAge(time.Since(s.Time)), len(s.Disks), fmtBytes(size), fmtBytes(s.Stats.BytesStored), s.Consistency)
+					fmtAge(time.Since(s.Time)), len(s.Disks), units.Bytes(size), units.Bytes(s.Stats.BytesStored), s.Consistency)
 				for _, d := range s.Disks {
 					if d.Note != "" {
 						fmt.Fprintf(tw, "\t\tdisk %s: %s\t\t\t\t\t\n", d.Name, d.Note)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/targets"
 )
 
@@ -72,11 +73,11 @@ func (a *app) startProgress(ctx context.Context, label string, state func() prog
 			if s.total > 0 {
 				pct = 100 * float64(s.done) / float64(s.total)
 			}
-			fmt.Fprintf(&b, "%s %5.1f%% %s/%s", label, pct, fmtBytes(s.done), fmtBytes(s.total))
+			fmt.Fprintf(&b, "%s %5.1f%% %s/%s", label, pct, units.Bytes(s.done), units.Bytes(s.total))
 			for _, f := range s.fields {
-				fmt.Fprintf(&b, "  %s %s", f.name, fmtBytes(f.bytes))
+				fmt.Fprintf(&b, "  %s %s", f.name, units.Bytes(f.bytes))
 			}
-			fmt.Fprintf(&b, "  %s/s", fmtBytes(int64(rate)))
+			fmt.Fprintf(&b, "  %s/s", units.Bytes(int64(rate)))
 			if rate > 0 && s.total > s.done {
 				eta := time.Duration(float64(s.total-s.done)/rate) * time.Second
 				fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
@@ -108,18 +109,4 @@ func (a *app) objectsWritten() int64 {
 		n += o.Calls - o.Errors - o.Conflicts - o.NotFound
 	}
 	return n
-}
-
-// fmtBytes prints a byte count in binary units.
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
