@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drctl/drctl/internal/s3test"
+	"github.com/drctl/drctl/internal/testimg"
 )
 
 var (
@@ -139,57 +139,11 @@ func (e *env) s3Repo() string {
 
 // makeImage writes a sparse disk image with random, text and zero regions.
 func makeImage(t *testing.T, path string, size int64, seed uint64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 7))
-	for off := int64(0); off < size; {
-		n := min(int64(rng.IntN(2<<20)+4096), size-off)
-		buf := make([]byte, n)
-		switch rng.IntN(3) {
-		case 0:
-			off += n
-			continue
-		case 1:
-			for i := range buf {
-				buf[i] = byte(rng.UintN(256))
-			}
-		case 2:
-			copy(buf, bytes.Repeat([]byte(fmt.Sprintf("block %d of a text file\n", off)), int(n)/20+1))
-		}
-		if _, err := f.WriteAt(buf, off); err != nil {
-			t.Fatal(err)
-		}
-		off += n
-	}
+	testimg.Write(t, path, size, seed)
 }
 
 // scatter overwrites n random 4 KiB blocks with random data.
-func scatter(t *testing.T, path string, n int, seed uint64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	rng := rand.New(rand.NewPCG(seed, 9))
-	blk := make([]byte, 4096)
-	for range n {
-		for i := range blk {
-			blk[i] = byte(rng.UintN(256))
-		}
-		if _, err := f.WriteAt(blk, int64(rng.IntN(int(fi.Size()/4096)))*4096); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+func scatter(t *testing.T, path string, n int, seed uint64) { testimg.Scatter(t, path, n, seed) }
 
 func sameFile(t *testing.T, a, b string) {
 	t.Helper()

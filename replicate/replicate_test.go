@@ -3,13 +3,13 @@ package replicate_test
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/drctl/drctl/internal/memtarget"
+	"github.com/drctl/drctl/internal/testimg"
 	"github.com/drctl/drctl/recovery"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
@@ -27,61 +27,6 @@ func newRepoTuned(t testing.TB, tune func(*repo.Config)) (*repo.Repository, *mem
 		t.Fatal(err)
 	}
 	return r, mt
-}
-
-// writeImage makes a sparse image: random regions, text, zeros, holes.
-func writeImage(t *testing.T, path string, size int64, seed uint64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 1))
-	for off := int64(0); off < size; {
-		n := int64(rng.IntN(3<<20) + 4096)
-		n = min(n, size-off)
-		switch rng.IntN(4) {
-		case 0: // hole
-		case 1:
-			buf := make([]byte, n)
-			for i := range buf {
-				buf[i] = byte(rng.UintN(256))
-			}
-			f.WriteAt(buf, off)
-		case 2:
-			buf := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), int(n/44)+1)[:n]
-			f.WriteAt(buf, off)
-		case 3:
-			f.WriteAt(make([]byte, n), off) // allocated zeros
-		}
-		off += n
-	}
-}
-
-// scatter overwrites count random 4 KiB blocks.
-func scatter(t *testing.T, path string, count int, seed uint64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	rng := rand.New(rand.NewPCG(seed, 2))
-	blk := make([]byte, 4096)
-	for range count {
-		for i := range blk {
-			blk[i] = byte(rng.UintN(256))
-		}
-		off := int64(rng.IntN(int(fi.Size()/4096))) * 4096
-		if _, err := f.WriteAt(blk, off); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func restoreAndCompare(t *testing.T, r *repo.Repository, snap *repo.Snapshot, want map[string]string) {
@@ -117,8 +62,8 @@ func testIncrementalRestore(t *testing.T, tune func(*repo.Config)) {
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.img")
 	b := filepath.Join(dir, "b.img")
-	writeImage(t, a, 40<<20+1234, 1) // not a multiple of the block size
-	writeImage(t, b, 8<<20, 2)
+	testimg.Write(t, a, 40<<20+1234, 1) // not a multiple of the block size
+	testimg.Write(t, b, 8<<20, 2)
 	opts := replicate.Options{VM: "vm1", Disks: []replicate.Disk{{Path: a}, {Path: b, Name: "data"}}}
 
 	s1, err := replicate.Run(ctx, r, opts)
@@ -128,7 +73,7 @@ func testIncrementalRestore(t *testing.T, tune func(*repo.Config)) {
 	restoreAndCompare(t, r, s1, map[string]string{"a.img": a, "data": b})
 
 	// 1% scattered change: only the changed blocks are new.
-	scatter(t, a, 100, 3)
+	testimg.Scatter(t, a, 100, 3)
 	s2, err := replicate.Run(ctx, r, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +127,7 @@ func TestReplicateRefusesShrinkAndMissingDisk(t *testing.T) {
 	r, _ := newRepo(t)
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.img")
-	writeImage(t, a, 4<<20, 1)
+	testimg.Write(t, a, 4<<20, 1)
 	opts := replicate.Options{VM: "vm1", Disks: []replicate.Disk{{Path: a}}}
 	if _, err := replicate.Run(ctx, r, opts); err != nil {
 		t.Fatal(err)
