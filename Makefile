@@ -25,7 +25,7 @@ BENCH_ARGS   ?=
 DRCTL_VERSITYGW ?= $(TOOLS_BIN)/versitygw
 export DRCTL_VERSITYGW GO TEST_TIMEOUT TEST_FLAGS
 
-.PHONY: help build tools staticcheck bench-tools deps test lint demo bench clean
+.PHONY: help build tools staticcheck bench-tools deps test lint demo bench bench-live clean
 
 help: ## list the targets
 	@echo "usage: make TARGET"
@@ -60,6 +60,9 @@ demo: build ## replicate a 256 MiB sample image, change 1%, replicate again, res
 bench: build bench-tools ## Go benchmarks, then drctl vs restic side by side on a 2 GiB ext4 image (BENCH_ARGS=...)
 	$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) ./...
 	$(GO) run ./internal/benchtool compare -drctl bin/drctl -restic $(TOOLS_BIN)/restic -cache .cache/bench $(BENCH_ARGS)
+
+bench-live: build bench-tools deps ## a running QEMU VM (dirty bitmaps) vs restic on the same disk image
+	$(GO) run ./internal/benchtool live -drctl bin/drctl -restic $(TOOLS_BIN)/restic -cache .cache/bench
 
 clean: ## remove bin/ and the demo, test and bench work files (keeps .tools and cached bench images)
 	rm -rf bin .cache/demo .cache/test

@@ -5,6 +5,7 @@
 //	benchtool modify -fraction 0.01 [-seed 42] IMG
 //	benchtool compare [-size 2G] [-kind ext4] [-img IMG] [-work DIR] [-keep] ...
 //	benchtool summary FILE
+//	benchtool live [-disk-size 8G] [-fraction 0.01] ...
 //
 // Run it from the repository root (go run ./internal/benchtool ...); the
 // defaults of compare (bin/drctl, .tools/bin/restic, .cache/bench) are
@@ -34,6 +35,7 @@ commands:
   modify   overwrite a fraction of an image's 4 KiB blocks with random bytes
   compare  time drctl and restic side by side and print a Markdown table
   summary  print the last --json summary line of drctl replicate in words
+  live     a running QEMU VM replicated with dirty bitmaps vs restic on its disk image
 
 Run "benchtool COMMAND -h" for the flags of a command.
 `
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return cmdCompare(ctx, args[1:], out)
 	case "summary":
 		return cmdSummary(args[1:], out)
+	case "live":
+		return cmdLive(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
