@@ -152,7 +152,6 @@ func openQEMU(ctx context.Context, q *QEMU, vm string, parent *repo.Snapshot, sn
 				}
 			}
 		}
-		d.old, d.note = usableBitmap(d, n)
 		s.disks = append(s.disks, d)
 	}
 	if len(s.disks) == 0 {
