@@ -10,6 +10,7 @@ import (
 
 	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/replicate"
+	"github.com/drctl/drctl/repo"
 )
 
 type replicateFlags struct {
@@ -118,24 +119,12 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	}
 	st := snap.Stats
 	if a.jsonOut {
-		return a.printJSON(map[string]any{
-			"message_type":     "summary",
-			"snapshot_id":      snap.ID,
-			"vm":               snap.VM,
-			"parent":           snap.Parent,
-			"time":             snap.Time,
-			"disks":            len(snap.Disks),
-			"bytes_total":      counters.BytesTotal.Load(),
-			"bytes_read":       st.BytesRead,
-			"bytes_changed":    st.BytesChanged,
-			"bytes_new":        st.BytesNew,
-			"bytes_stored":     st.BytesStored,
-			"bytes_uploaded":   a.uploadedBytes(),
-			"objects_written":  a.objectsWritten(),
-			"requests":         a.requestCount(),
-			"blobs_new":        st.BlobsNew,
-			"duration_seconds": st.DurationSecs,
-		})
+		sum := snapshotSummary(snap)
+		sum["bytes_total"] = counters.BytesTotal.Load()
+		sum["bytes_uploaded"] = a.uploadedBytes()
+		sum["objects_written"] = a.objectsWritten()
+		sum["requests"] = a.requestCount()
+		return a.printJSON(sum)
 	}
 	kind := "full"
 	if snap.Parent != "" {
@@ -193,9 +182,11 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 	snaps, err := replicate.RunGroup(ctx, r, fl.group, members)
 	for _, s := range snaps {
 		if a.jsonOut {
-			if perr := a.printJSON(map[string]any{"message_type": "summary", "group": fl.group, "snapshot_id": s.ID, "vm": s.VM,
-				"parent": s.Parent, "time": s.Time, "bytes_read": s.Stats.BytesRead, "bytes_changed": s.Stats.BytesChanged,
-				"bytes_new": s.Stats.BytesNew, "bytes_stored": s.Stats.BytesStored, "duration_seconds": s.Stats.DurationSecs}); perr != nil {
+			// Target requests are shared by the group, so they are not
+			// reported per VM.
+			sum := snapshotSummary(s)
+			sum["group"] = fl.group
+			if perr := a.printJSON(sum); perr != nil {
 				return perr
 			}
 			continue
@@ -204,4 +195,24 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 			units.Bytes(s.Stats.BytesRead), units.Bytes(s.Stats.BytesStored))
 	}
 	return err
+}
+
+// snapshotSummary is the --json summary of one committed snapshot.
+func snapshotSummary(s *repo.Snapshot) map[string]any {
+	st := s.Stats
+	return map[string]any{
+		"message_type":     "summary",
+		"snapshot_id":      s.ID,
+		"vm":               s.VM,
+		"parent":           s.Parent,
+		"time":             s.Time,
+		"consistency":      s.Consistency,
+		"disks":            len(s.Disks),
+		"bytes_read":       st.BytesRead,
+		"bytes_changed":    st.BytesChanged,
+		"bytes_new":        st.BytesNew,
+		"bytes_stored":     st.BytesStored,
+		"blobs_new":        st.BlobsNew,
+		"duration_seconds": st.DurationSecs,
+	}
 }
