@@ -102,7 +102,10 @@ type VM struct {
 	QGA string `yaml:"qga"`
 	// Group names a consistency group: `drctl replicate --group NAME`
 	// snapshots all its VMs at one instant (they need qmp:).
-	Group    string `yaml:"group"`
+	Group string `yaml:"group"`
+	// Firmware is bios or uefi, recorded for the recovery side when QEMU
+	// cannot tell (it detects OVMF loaded as flash or -bios); "" = detect.
+	Firmware string `yaml:"firmware"`
 	Schedule string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
 	Keep     *Keep  `yaml:"keep"`     // nil = keep every snapshot
 }

@@ -101,6 +101,9 @@ func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 		p.addf(key+".qmp", "set together with disks: a VM with qmp: is snapshotted with all its disks; remove disks:")
 	}
 	c.validateDisks(key, vm.Disks, diskOwner)
+	if vm.Firmware != "" && vm.Firmware != "bios" && vm.Firmware != "uefi" {
+		p.addf(key+".firmware", "%q is not a firmware drctl knows: use bios or uefi (or leave it out to detect it)", vm.Firmware)
+	}
 	if vm.Schedule != "" {
 		if _, err := cron.ParseStandard(vm.Schedule); err != nil {
 			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): use 5 fields \"minute hour day-of-month month day-of-week\" such as \"*/15 * * * *\", or @hourly, @daily, @every 30m", vm.Schedule, err)

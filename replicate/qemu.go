@@ -71,6 +71,8 @@ type qemuSession struct {
 	disks []*qemuDisk
 	log   *slog.Logger
 	nbdUp bool
+	// blocks is query-block at open, for the hardware spec.
+	blocks []qmp.BlockInfo
 	// frozen: the guest's file systems were frozen at the instant.
 	frozen bool
 }
@@ -126,6 +128,7 @@ func openQEMU(ctx context.Context, q *QEMU, vm string, parent *repo.Snapshot, sn
 		c.Close()
 		return nil, fmt.Errorf("vm %s: list block nodes: %w", vm, err)
 	}
+	s.blocks = blocks
 	byNode := map[string]qmp.BlockDeviceInfo{}
 	for _, n := range nodes {
 		byNode[n.NodeName] = n
@@ -419,27 +422,6 @@ func (s *qemuSession) finish(committed bool) {
 			s.log.Warn("could not update dirty bitmaps after the snapshot", "vm", s.vm, "disk", d.name, "err", err)
 		}
 	}
-}
-
-// hardware reads the VM's virtual hardware for the manifest.
-func (s *qemuSession) hardware(ctx context.Context) *repo.Hardware {
-	hw := &repo.Hardware{Machine: "pc"}
-	if cpus, err := s.c.QueryCPUsFast(ctx); err == nil {
-		hw.CPUs = len(cpus)
-	}
-	if mem, err := s.c.QueryMemorySizeSummary(ctx); err == nil {
-		hw.MemoryMiB = int(mem.BaseMemory >> 20)
-	}
-	var filters []struct {
-		Name    string `json:"name"`
-		MainMAC string `json:"main-mac"`
-	}
-	if err := s.c.Execute(ctx, "query-rx-filter", nil, &filters); err == nil {
-		for _, f := range filters {
-			hw.NICs = append(hw.NICs, repo.NIC{MAC: f.MainMAC, Model: "virtio-net-pci", Network: f.Name})
-		}
-	}
-	return hw
 }
 
 // instant runs the snapshot transaction, inside a guest file-system freeze

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,7 +56,9 @@ func startLiveVMIn(t *testing.T, dir string, models [][]byte) *liveVM {
 	os.Remove(filepath.Join(dir, "test.sock"))
 	args := []string{"-accel", "tcg", "-M", "pc", "-nodefaults", "-display", "none", "-m", "64", "-S",
 		"-qmp", "unix:" + vm.drctlSock + ",server=on,wait=off",
-		"-qmp", "unix:" + filepath.Join(dir, "test.sock") + ",server=on,wait=off"}
+		"-qmp", "unix:" + filepath.Join(dir, "test.sock") + ",server=on,wait=off",
+		"-netdev", "user,id=lan", "-device", "virtio-net-pci,netdev=lan,id=nic0,mac=52:54:00:aa:00:01",
+		"-netdev", "user,id=mgmt", "-device", "e1000,netdev=mgmt,mac=52:54:00:aa:00:02"}
 	for i := range 2 {
 		img := filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", i))
 		if models == nil {
@@ -184,7 +187,12 @@ func TestLiveQEMU(t *testing.T) {
 	if d := s1.Disks[1]; d.Name != "vdisk1" || d.Format != "qcow2" || d.Bus != "virtio" || d.Size != liveDiskSize {
 		t.Fatalf("disk spec: %+v", d)
 	}
-	if hw := s1.Hardware; hw == nil || hw.CPUs != 1 || hw.MemoryMiB != 64 {
+	wantNICs := []repo.NIC{
+		{ID: "nic0", MAC: "52:54:00:aa:00:01", Model: "virtio-net-pci", Network: "lan"},
+		{MAC: "52:54:00:aa:00:02", Model: "e1000", Network: "mgmt"},
+	}
+	if hw := s1.Hardware; hw == nil || hw.CPUs != 1 || hw.MemoryMiB != 64 || !strings.HasPrefix(hw.Machine, "pc-i440fx-") ||
+		hw.Firmware != "bios" || hw.CPUModel == "" || !reflect.DeepEqual(hw.NICs, wantNICs) {
 		t.Fatalf("hardware: %+v", hw)
 	}
 

@@ -100,9 +100,7 @@ func sessionJobs(ctx context.Context, sess *qemuSession, opts Options, snap *rep
 	if sess.frozen {
 		snap.Consistency = repo.ConsistencyApp
 	}
-	if snap.Hardware == nil {
-		snap.Hardware = sess.hardware(ctx)
-	}
+	snap.Hardware = mergeHardware(readHardware(ctx, sess.c, sess.blocks), opts.Hardware)
 	var jobs []*diskJob
 	for _, d := range sess.disks {
 		src, err := openNBDSource(ctx, sess.sock, d.fleece, d.name, d.old)

@@ -43,18 +43,32 @@ type Snapshot struct {
 
 // Hardware is the VM's virtual hardware, so the recovery side can boot it.
 type Hardware struct {
-	CPUs      int      `json:"cpus,omitempty"`
-	MemoryMiB int      `json:"memory_mib,omitempty"`
-	Firmware  string   `json:"firmware,omitempty"` // bios | uefi
-	Machine   string   `json:"machine,omitempty"`
-	NICs      []NIC    `json:"nics,omitempty"`
-	Extra     []string `json:"extra,omitempty"`
+	CPUs int `json:"cpus,omitempty"`
+	// CPUModel is QEMU's -cpu model, e.g. "host", "max", "Skylake-Server".
+	CPUModel  string `json:"cpu_model,omitempty"`
+	MemoryMiB int    `json:"memory_mib,omitempty"`
+	Firmware  string `json:"firmware,omitempty"` // bios | uefi
+	// Machine is the versioned machine type, e.g. "pc-i440fx-7.2", so a
+	// newer QEMU at the recovery site presents the same hardware.
+	Machine string `json:"machine,omitempty"`
+	// Kernel, Initrd and Append are set for VMs that QEMU boots directly
+	// (-kernel): paths on the primary host, which the recovery site must
+	// also have (or the recovery plan overrides).
+	Kernel string   `json:"kernel,omitempty"`
+	Initrd string   `json:"initrd,omitempty"`
+	Append string   `json:"append,omitempty"`
+	NICs   []NIC    `json:"nics,omitempty"`
+	Extra  []string `json:"extra,omitempty"`
 }
 
 // NIC is one virtual network card.
 type NIC struct {
-	MAC     string `json:"mac,omitempty"`
-	Model   string `json:"model,omitempty"`
+	// ID is the device id (-device …,id=ID), if it had one.
+	ID    string `json:"id,omitempty"`
+	MAC   string `json:"mac,omitempty"`
+	Model string `json:"model,omitempty"` // e.g. virtio-net-pci, e1000
+	// Network is the source network, the QEMU netdev id; recovery plans
+	// map it to a network at the recovery site.
 	Network string `json:"network,omitempty"`
 }
 

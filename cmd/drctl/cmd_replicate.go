@@ -19,6 +19,7 @@ type replicateFlags struct {
 	qmp         string
 	qga         string
 	workDir     string
+	firmware    string
 	disks       []string
 	allowShrink bool
 	tags        []string
@@ -51,6 +52,7 @@ VM (or snapshot its storage) first for a consistent recovery point.`,
 	f.StringVar(&fl.group, "group", "", "snapshot every VM of this consistency group (group: in drctl.yaml) at one instant")
 	f.StringVar(&fl.qmp, "qmp", "", "QMP socket of a running QEMU VM reserved for drctl: snapshot all its disks at one instant, reading only changed blocks")
 	f.StringVar(&fl.qga, "qga", "", "host socket of the VM's guest agent: freeze the guest's file systems for the snapshot (app-consistent)")
+	f.StringVar(&fl.firmware, "firmware", "", "record the VM's firmware (bios or uefi) when QEMU cannot tell; default: detect")
 	f.StringVar(&fl.workDir, "work-dir", "", "where a live snapshot keeps its scratch overlays and NBD socket (default: the temp dir)")
 	f.StringArrayVar(&fl.disks, "disk", nil, "disk to replicate: PATH or NAME=PATH (repeatable; default: the VM's disks in drctl.yaml)")
 	f.BoolVar(&fl.allowShrink, "allow-shrink", false, "accept a disk smaller than in the last snapshot")
@@ -84,6 +86,9 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 		if fl.qga == "" {
 			fl.qga = vm.QGA
 		}
+		if fl.firmware == "" {
+			fl.firmware = vm.Firmware
+		}
 		if a.repoFlag == "" && vm.Repository != "" {
 			a.repoFlag = vm.Repository
 		}
@@ -111,6 +116,13 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	}
 	if fl.qmp != "" {
 		ropts.QEMU = &replicate.QEMU{QMPSocket: fl.qmp, QGASocket: fl.qga, WorkDir: fl.workDir}
+	}
+	switch fl.firmware {
+	case "":
+	case "bios", "uefi":
+		ropts.Hardware = &repo.Hardware{Firmware: fl.firmware}
+	default:
+		return usageError{fmt.Errorf("--firmware %q: use bios or uefi", fl.firmware)}
 	}
 	snap, err := replicate.Run(ctx, r, ropts)
 	stop()
@@ -176,8 +188,12 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 	host, _ := os.Hostname()
 	var members []replicate.Options
 	for _, vm := range vms {
-		members = append(members, replicate.Options{VM: vm.Name, Host: host, Tags: fl.tags, Logger: a.log,
-			QEMU: &replicate.QEMU{QMPSocket: vm.QMP, WorkDir: fl.workDir}})
+		m := replicate.Options{VM: vm.Name, Host: host, Tags: fl.tags, Logger: a.log,
+			QEMU: &replicate.QEMU{QMPSocket: vm.QMP, QGASocket: vm.QGA, WorkDir: fl.workDir}}
+		if vm.Firmware != "" {
+			m.Hardware = &repo.Hardware{Firmware: vm.Firmware}
+		}
+		members = append(members, m)
 	}
 	snaps, err := replicate.RunGroup(ctx, r, fl.group, members)
 	for _, s := range snaps {
