@@ -53,10 +53,16 @@
 //   - scatter: writes 4 KiB blocks at random offsets over all data disks
 //     at Options.ScatterRate per second, printing "DRTEST: SCATTER i"
 //     every 100 writes (for benchmarks).
+//   - probe: times 4 KiB O_DIRECT writes, one after another, to the last
+//     block of data disk 0 and prints "DRTEST: PROBE t_ms=T writes=N
+//     max_us=M" every Options.ProbeWindowMs (ProbeWindows parses them):
+//     the guest's view of I/O stalls, e.g. during a snapshot.
 //   - verify: prints the 64 bytes at Options.VerifyOffset of every data
 //     disk ("DRTEST: DATA disk=i dev=vdX offset=o hex=..."), then
 //     "DRTEST: VERIFIED", and powers off (WaitVerified).
-//   - idle: does nothing, e.g. while a test drives QMP.
+//   - idle: prints the DATA lines of verify, then "DRTEST: IDLE", and
+//     does nothing more, e.g. while a test drives QMP or a replica waits
+//     for its health check.
 //   - halt: powers off at once.
 //
 // The guest reports a failure as "DRTEST: ERROR ..." and powers off;

@@ -2,13 +2,14 @@
 # /init of the drctl test guest, run by busybox ash as PID 1. Built into
 # the initramfs by internal/testvm (doc.go there describes the protocol).
 # The kernel command line picks the workload:
-#   drtest.mode=seq|scatter|idle|verify|halt   (default idle)
+#   drtest.mode=seq|scatter|probe|idle|verify|halt   (default idle)
 #   drtest.disks=N     data disks to wait for (the launcher sets it)
 #   drtest.net=1       configure eth0 for QEMU user networking
 #   drtest.start=N     seq: number of the first record (default 0)
 #   drtest.blocks=N    seq, scatter: use only the first N 4 KiB blocks
 #   drtest.rate=N      scatter: writes per second, 0 = as fast as it can
-#   drtest.offset=N    verify: byte offset of the 64 bytes printed
+#   drtest.offset=N    verify, idle: byte offset of the 64 bytes printed
+#   drtest.window=N    probe: report every N milliseconds (default 500)
 # Lines for the host go to the serial console and start with "DRTEST: ".
 # Forks are slow under TCG, so the loops use shell builtins where they
 # can. With DRTEST_SOURCE_ONLY=1 the script only defines its functions,
@@ -30,7 +31,7 @@ number() {
 }
 
 parse_cmdline() {
-	mode=idle ndisks=0 net=0 start=0 blocks=0 rate=0 offset=0
+	mode=idle ndisks=0 net=0 start=0 blocks=0 rate=0 offset=0 window=500
 	read -r cmdline </proc/cmdline
 	for arg in $cmdline; do
 		case $arg in
@@ -41,6 +42,7 @@ parse_cmdline() {
 		drtest.blocks=*) number blocks "${arg#*=}" ;;
 		drtest.rate=*) number rate "${arg#*=}" ;;
 		drtest.offset=*) number offset "${arg#*=}" ;;
+		drtest.window=*) number window "${arg#*=}" ;;
 		esac
 	done
 }
@@ -196,13 +198,54 @@ scatter_mode() {
 	done
 }
 
-verify_mode() {
+# clock sets ns to the kernel's monotonic clock in nanoseconds, without
+# forking (/proc/uptime has only centiseconds).
+clock() {
+	{
+		read -r _
+		read -r _
+		read -r _ _ ns _
+	} </proc/timer_list
+}
+
+# probe_mode times one 4 KiB O_DIRECT write after another to the last
+# block of data disk 0 and reports, every drtest.window ms, the number of
+# writes and the longest one: a snapshot that stalls guest I/O shows as a
+# window whose max_us stands out.
+probe_mode() {
+	[ "$ndisks" -ge 1 ] || fail "probe needs a data disk"
+	b=$((size0 / 8 - 1))
+	printf '%-4095s\n' "DRPROBE" >/tmp/p
+	echo "DRTEST: PROBE-START disk=$disk0 block=$b window_ms=$window"
+	clock
+	w0=$ns n=0 max=0
+	while :; do
+		clock
+		t0=$ns
+		put /tmp/p "/dev/$disk0" "$b" || fail "probe: write block $b of $disk0"
+		clock
+		d=$(((ns - t0) / 1000))
+		[ "$d" -gt "$max" ] && max=$d
+		n=$((n + 1))
+		if [ $((ns - w0)) -ge $((window * 1000000)) ]; then
+			echo "DRTEST: PROBE t_ms=$((ns / 1000000)) writes=$n max_us=$max"
+			w0=$ns n=0 max=0
+		fi
+	done
+}
+
+# print_data prints the 64 bytes at drtest.offset of every data disk.
+print_data() {
 	i=0
 	for d in $disks; do
 		hex=$(dd if="/dev/$d" bs=64 skip=$((offset / 64)) count=1 2>/dev/null | hexdump -v -e '64/1 "%02x"')
 		echo "DRTEST: DATA disk=$i dev=$d offset=$offset hex=$hex"
 		i=$((i + 1))
 	done
+}
+
+verify_mode() {
+	print_data
 	echo "DRTEST: VERIFIED"
 	sync
 	poweroff -f
@@ -223,6 +266,7 @@ main() {
 	case $mode in
 	seq) seq_mode ;;
 	scatter) scatter_mode ;;
+	probe) probe_mode ;;
 	verify) verify_mode ;;
 	halt)
 		echo "DRTEST: HALT"
@@ -230,6 +274,7 @@ main() {
 		poweroff -f
 		;;
 	idle)
+		print_data
 		echo "DRTEST: IDLE"
 		while :; do sleep 3600; done
 		;;

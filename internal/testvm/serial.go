@@ -130,3 +130,25 @@ func (vm *VM) WaitVerified(ctx context.Context) ([][]byte, error) {
 	}
 	return data, nil
 }
+
+var probeRE = regexp.MustCompile(`(?m)^DRTEST: PROBE t_ms=(\d+) writes=(\d+) max_us=(\d+)\r?$`)
+
+// ProbeWindow is one report of ModeProbe: in the window ending at guest
+// monotonic time TMs, Writes writes completed and the longest took MaxUs.
+type ProbeWindow struct {
+	TMs    int64
+	Writes int
+	MaxUs  int64
+}
+
+// ProbeWindows parses the ModeProbe reports in a serial log, oldest first.
+func ProbeWindows(log string) []ProbeWindow {
+	var ws []ProbeWindow
+	for _, m := range probeRE.FindAllStringSubmatch(log, -1) {
+		t, _ := strconv.ParseInt(m[1], 10, 64)
+		n, _ := strconv.Atoi(m[2])
+		us, _ := strconv.ParseInt(m[3], 10, 64)
+		ws = append(ws, ProbeWindow{TMs: t, Writes: n, MaxUs: us})
+	}
+	return ws
+}

@@ -24,6 +24,7 @@ const (
 	ModeIdle    Mode = "idle"
 	ModeSeq     Mode = "seq"
 	ModeScatter Mode = "scatter"
+	ModeProbe   Mode = "probe"
 	ModeVerify  Mode = "verify"
 	ModeHalt    Mode = "halt"
 )
@@ -67,9 +68,11 @@ type Options struct {
 	Blocks int64
 	// ScatterRate is ModeScatter's writes per second (0: flat out).
 	ScatterRate int
-	// VerifyOffset is where ModeVerify reads its 64 bytes; a multiple
-	// of 64.
+	// VerifyOffset is where ModeVerify and ModeIdle read the 64 bytes
+	// they print; a multiple of 64.
 	VerifyOffset int64
+	// ProbeWindowMs is how often ModeProbe reports (default 500 ms).
+	ProbeWindowMs int
 	// Append are more kernel command line parameters.
 	Append []string
 	// QEMUArgs are more QEMU arguments.
@@ -114,7 +117,7 @@ func Launch(ctx context.Context, opts Options) (*VM, error) {
 		opts.Mode = ModeIdle
 	}
 	switch opts.Mode {
-	case ModeIdle, ModeSeq, ModeScatter, ModeVerify, ModeHalt:
+	case ModeIdle, ModeSeq, ModeScatter, ModeProbe, ModeVerify, ModeHalt:
 	default:
 		return nil, fmt.Errorf("launch test VM: unknown mode %q", opts.Mode)
 	}
@@ -241,7 +244,7 @@ func (vm *VM) qemuArgs(opts Options) []string {
 	for _, p := range []struct {
 		name string
 		v    int64
-	}{{"start", opts.SeqStart}, {"blocks", opts.Blocks}, {"rate", int64(opts.ScatterRate)}, {"offset", opts.VerifyOffset}} {
+	}{{"start", opts.SeqStart}, {"blocks", opts.Blocks}, {"rate", int64(opts.ScatterRate)}, {"offset", opts.VerifyOffset}, {"window", int64(opts.ProbeWindowMs)}} {
 		if p.v != 0 {
 			cmdline = append(cmdline, fmt.Sprintf("drtest.%s=%d", p.name, p.v))
 		}
