@@ -20,6 +20,7 @@
 //     environment because it is the more specific of the two: it names one
 //     repository, the environment applies to all of them.
 //   - log_level: DRCTL_LOG_LEVEL, then log_level:; unset is "".
+//   - site: DRCTL_SITE, then site:; unset is "" (the host name is used).
 //
 // Relative paths in the file (password_file, disk paths, local repository
 // paths) are relative to the directory of the file; a leading ~/ means the
@@ -71,6 +72,9 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; "" when neither the file nor
 	// DRCTL_LOG_LEVEL sets it, so the caller picks its own default.
 	LogLevel string
+	// Site names this site in fence records and heartbeats (DRCTL_SITE,
+	// then site:); "" means the caller's default, the host name.
+	Site string
 	// Warnings are problems that do not stop drctl, such as a password
 	// stored in a file others can read. The caller should log them.
 	Warnings []string
@@ -106,8 +110,12 @@ type VM struct {
 	// Firmware is bios or uefi, recorded for the recovery side when QEMU
 	// cannot tell (it detects OVMF loaded as flash or -bios); "" = detect.
 	Firmware string `yaml:"firmware"`
-	Schedule string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
-	Keep     *Keep  `yaml:"keep"`     // nil = keep every snapshot
+	// PauseWhenFenced pauses the running VM when a replication finds that
+	// the VM was failed over to another site: two running copies of a VM
+	// (split brain) are worse than a paused one.
+	PauseWhenFenced bool   `yaml:"pause_when_fenced"`
+	Schedule        string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
+	Keep            *Keep  `yaml:"keep"`     // nil = keep every snapshot
 }
 
 // Disk is one disk of a VM.
@@ -133,6 +141,7 @@ type fileConfig struct {
 	Repositories map[string]RepositoryConfig `yaml:"repositories"`
 	VMs          map[string]VM               `yaml:"vms"`
 	LogLevel     string                      `yaml:"log_level"`
+	Site         string                      `yaml:"site"`
 }
 
 // overrides are the DRCTL_* environment values Load read.
@@ -141,6 +150,7 @@ type overrides struct {
 	password     string
 	passwordFile string
 	logLevel     string
+	site         string
 	home         string
 }
 
@@ -151,6 +161,7 @@ const (
 	EnvPassword     = "DRCTL_PASSWORD"
 	EnvPasswordFile = "DRCTL_PASSWORD_FILE"
 	EnvLogLevel     = "DRCTL_LOG_LEVEL"
+	EnvSite         = "DRCTL_SITE"
 )
 
 // Load finds, reads and validates the configuration. path is the --config
@@ -192,6 +203,7 @@ func readOverrides(env func(string) (string, bool)) overrides {
 		password:     get(EnvPassword), // as is: spaces can be part of a password
 		passwordFile: strings.TrimSpace(get(EnvPasswordFile)),
 		logLevel:     strings.TrimSpace(get(EnvLogLevel)),
+		site:         strings.TrimSpace(get(EnvSite)),
 		home:         get("HOME"),
 	}
 }
@@ -265,14 +277,14 @@ func (c *Config) readFile(file string) error {
 	var fc fileConfig
 	d := &decoder{p: c.problems}
 	if root.Kind != yaml.MappingNode && !isNull(root) {
-		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:), got %s", describe(root))
+		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:), got %s", describe(root))
 		return d.p.err()
 	}
 	d.decode(root, "", reflect.ValueOf(&fc).Elem())
 	if err := d.p.err(); err != nil {
 		return err
 	}
-	c.Repository, c.Repositories, c.VMs, c.LogLevel = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel
+	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site
 	c.warnSecrets(file)
 	return nil
 }
@@ -332,6 +344,12 @@ func (c *Config) applyOverrides() error {
 				Problem: fmt.Sprintf("%q is not a log level: use one of %s", c.env.logLevel, strings.Join(logLevels, ", "))}
 		}
 		c.LogLevel = c.env.logLevel
+	}
+	if c.env.site != "" {
+		if !namePattern.MatchString(c.env.site) {
+			return &FieldError{File: "environment", Key: EnvSite, Problem: fmt.Sprintf("%q is not a valid site name: %s", c.env.site, nameRule)}
+		}
+		c.Site = c.env.site
 	}
 	if c.env.password != "" && c.env.passwordFile != "" {
 		return &FieldError{File: "environment", Key: EnvPassword,

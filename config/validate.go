@@ -30,6 +30,9 @@ func isLocation(ref string) bool {
 // validate checks the values read from the file (before environment
 // overrides) and fills in defaults.
 func (c *Config) validate() error {
+	if c.Site != "" && !namePattern.MatchString(c.Site) {
+		c.problems.addf("site", "%q is not a valid site name: %s", c.Site, nameRule)
+	}
 	if c.LogLevel != "" && !slices.Contains(logLevels, c.LogLevel) {
 		c.problems.addf("log_level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
 	}

@@ -32,10 +32,28 @@ type Options struct {
 	// QEMU, when set, takes the disks from a running QEMU VM instead of
 	// Disks.
 	QEMU *QEMU
+	// Fence, when set, is asked before reading and again right before the
+	// commit whether Site still owns the VM: after a failover to another
+	// site nothing more is committed here.
+	Fence Fencer
+	Site  string
 	// Workers compress and encrypt in parallel (default GOMAXPROCS).
 	Workers  int
 	Counters *Counters
 	Logger   *slog.Logger
+}
+
+// Fencer says whether a site may still commit snapshots of a VM (the fence
+// package implements it): an error stops the replication uncommitted.
+type Fencer interface {
+	CheckCommit(ctx context.Context, vm, site string) error
+}
+
+func (o *Options) checkFence(ctx context.Context) error {
+	if o.Fence == nil {
+		return nil
+	}
+	return o.Fence.CheckCommit(ctx, o.VM, o.Site)
 }
 
 // Run replicates the VM's disks as one snapshot, incremental against the
@@ -52,6 +70,9 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 		return nil, fmt.Errorf("vm %s: no disks given (use --disk PATH or list them in the config)", opts.VM)
 	}
 
+	if err := opts.checkFence(ctx); err != nil {
+		return nil, err
+	}
 	parent, err := r.LatestSnapshot(ctx, opts.VM)
 	if err != nil {
 		return nil, fmt.Errorf("find parent snapshot of %s: %w", opts.VM, err)
@@ -162,6 +183,9 @@ func RunGroup(ctx context.Context, r *repo.Repository, group string, members []O
 			return nil, fmt.Errorf("group %s: vm %s has no QMP socket: a consistency group needs running VMs", group, o.VM)
 		}
 		o.fill()
+		if err := o.checkFence(ctx); err != nil {
+			return nil, fmt.Errorf("group %s: %w", group, err)
+		}
 		o.Tags = append(o.Tags, "group="+group, "group-id="+gid)
 		parent, err := r.LatestSnapshot(ctx, o.VM)
 		if err != nil {
@@ -305,6 +329,12 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 	}
 	opts.Counters.BytesNew.Store(ws.BytesNew)
 	opts.Counters.BytesStored.Store(ws.BytesStored)
+	// Checked again at the last moment: a failover may have happened
+	// while the disks were read. (One that lands between this check and
+	// the commit is harmless: it pinned its recovery point already.)
+	if err := opts.checkFence(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.SaveSnapshot(ctx, snap); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ type app struct {
 	verbose      bool
 	quiet        bool
 	logLevel     string
+	siteFlag     string
 	cpuProfile   string
 	retries      int
 	memProfile   string
@@ -92,6 +93,7 @@ restores any recovery point byte for byte.`,
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "print more, including the requests made to the target")
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config, else warn)")
+	f.StringVar(&a.siteFlag, "site", "", "name of this site in fence records and heartbeats (env DRCTL_SITE, config site:; default the host name)")
 	f.IntVar(&a.retries, "retries", 0, "attempts per target request before giving up (default 10, over up to 5 minutes)")
 	f.StringVar(&a.cpuProfile, "cpu-profile", "", "write a CPU profile to this file (for performance reports)")
 	_ = f.MarkHidden("cpu-profile")
@@ -234,6 +236,26 @@ func (a *app) openRepo(ctx context.Context) (*repo.Repository, error) {
 		return nil, fmt.Errorf("%w (password from %s)", err, rc.PasswordSource)
 	}
 	return r, err
+}
+
+// site is this site's name: --site, then DRCTL_SITE or site: in the
+// config, then the host name.
+func (a *app) site() (string, error) {
+	s := a.siteFlag
+	if s == "" && a.cfg != nil {
+		s = a.cfg.Site
+	}
+	if s == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("no site name: set --site or site: in drctl.yaml (host name unavailable: %w)", err)
+		}
+		s, _, _ = strings.Cut(h, ".")
+	}
+	if !repo.NameRE.MatchString(s) {
+		return "", usageError{fmt.Errorf("site name %q: use letters, digits, '.', '_' and '-'", s)}
+	}
+	return s, nil
 }
 
 // writerID is this machine's persisted random writer id (never the host

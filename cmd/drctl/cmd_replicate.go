@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/drctl/drctl/fence"
+	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
@@ -20,6 +23,7 @@ type replicateFlags struct {
 	qga         string
 	workDir     string
 	firmware    string
+	pause       bool
 	disks       []string
 	allowShrink bool
 	tags        []string
@@ -52,6 +56,7 @@ VM (or snapshot its storage) first for a consistent recovery point.`,
 	f.StringVar(&fl.group, "group", "", "snapshot every VM of this consistency group (group: in drctl.yaml) at one instant")
 	f.StringVar(&fl.qmp, "qmp", "", "QMP socket of a running QEMU VM reserved for drctl: snapshot all its disks at one instant, reading only changed blocks")
 	f.StringVar(&fl.qga, "qga", "", "host socket of the VM's guest agent: freeze the guest's file systems for the snapshot (app-consistent)")
+	f.BoolVar(&fl.pause, "pause-when-fenced", false, "pause the running VM if it was failed over to another site (needs --qmp)")
 	f.StringVar(&fl.firmware, "firmware", "", "record the VM's firmware (bios or uefi) when QEMU cannot tell; default: detect")
 	f.StringVar(&fl.workDir, "work-dir", "", "where a live snapshot keeps its scratch overlays and NBD socket (default: the temp dir)")
 	f.StringArrayVar(&fl.disks, "disk", nil, "disk to replicate: PATH or NAME=PATH (repeatable; default: the VM's disks in drctl.yaml)")
@@ -89,9 +94,14 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 		if fl.firmware == "" {
 			fl.firmware = vm.Firmware
 		}
+		fl.pause = fl.pause || vm.PauseWhenFenced
 		if a.repoFlag == "" && vm.Repository != "" {
 			a.repoFlag = vm.Repository
 		}
+	}
+	site, err := a.site()
+	if err != nil {
+		return err
 	}
 	r, err := a.openRepo(ctx)
 	if err != nil {
@@ -100,6 +110,8 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	defer a.printRequests()
 	counters := &replicate.Counters{}
 	host, _ := os.Hostname()
+	fences := fence.NewStore(r.Target())
+	a.heartbeat(ctx, fences, site, host, fl.vm)
 	stop := a.startProgress(ctx, "replicate "+fl.vm, func() progressState {
 		return progressState{
 			total: counters.BytesTotal.Load(), done: counters.BytesScanned.Load(),
@@ -112,7 +124,7 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	})
 	ropts := replicate.Options{
 		VM: fl.vm, Disks: disks, AllowShrink: fl.allowShrink, Host: host, Tags: fl.tags,
-		Counters: counters, Logger: a.log,
+		Counters: counters, Logger: a.log, Fence: fences, Site: site,
 	}
 	if fl.qmp != "" {
 		ropts.QEMU = &replicate.QEMU{QMPSocket: fl.qmp, QGASocket: fl.qga, WorkDir: fl.workDir}
@@ -127,6 +139,9 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	snap, err := replicate.Run(ctx, r, ropts)
 	stop()
 	if err != nil {
+		if errors.Is(err, fence.ErrFenced) && fl.pause && fl.qmp != "" {
+			a.pauseFenced(fl.vm, fl.qmp)
+		}
 		return err
 	}
 	st := snap.Stats
@@ -155,6 +170,33 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	return nil
 }
 
+// heartbeat tells the recovery side that this site is alive and
+// replicating vm. A failed heartbeat is only logged: replication matters
+// more, and a missing heartbeat errs on the safe side (failover is not
+// blocked by a site that cannot reach the target anyway).
+func (a *app) heartbeat(ctx context.Context, fences *fence.Store, site, host, vm string) {
+	if err := fences.Beat(ctx, site, vm, host); err != nil {
+		a.log.Warn("could not write the heartbeat", "vm", vm, "site", site, "err", err)
+	}
+}
+
+// pauseFenced pauses a VM that was failed over to another site, so that
+// the old primary stops serving while the replica runs.
+func (a *app) pauseFenced(vm, sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, sock)
+	if err == nil {
+		defer c.Close()
+		err = c.Stop(ctx)
+	}
+	if err != nil {
+		a.log.Error("vm was failed over to another site but could not be paused: stop it by hand", "vm", vm, "err", err)
+		return
+	}
+	a.log.Warn("vm paused: it was failed over to another site", "vm", vm)
+}
+
 // parseDiskFlag reads PATH or NAME=PATH.
 func parseDiskFlag(s string) replicate.Disk {
 	for i := 0; i < len(s); i++ {
@@ -180,22 +222,35 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 	if a.repoFlag == "" && vms[0].Repository != "" {
 		a.repoFlag = vms[0].Repository
 	}
+	site, err := a.site()
+	if err != nil {
+		return err
+	}
 	r, err := a.openRepo(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.printRequests()
 	host, _ := os.Hostname()
+	fences := fence.NewStore(r.Target())
 	var members []replicate.Options
 	for _, vm := range vms {
-		m := replicate.Options{VM: vm.Name, Host: host, Tags: fl.tags, Logger: a.log,
-			QEMU: &replicate.QEMU{QMPSocket: vm.QMP, QGASocket: vm.QGA, WorkDir: fl.workDir}}
+		a.heartbeat(ctx, fences, site, host, vm.Name)
+		m := replicate.Options{VM: vm.Name, Host: host, Tags: fl.tags, Logger: a.log, Fence: fences, Site: site,
+			QEMU: &replicate.QEMU{QMPSocket: vm.QMP, WorkDir: fl.workDir}}
 		if vm.Firmware != "" {
 			m.Hardware = &repo.Hardware{Firmware: vm.Firmware}
 		}
 		members = append(members, m)
 	}
 	snaps, err := replicate.RunGroup(ctx, r, fl.group, members)
+	if errors.Is(err, fence.ErrFenced) {
+		for _, vm := range vms {
+			if vm.PauseWhenFenced {
+				a.pauseFenced(vm.Name, vm.QMP)
+			}
+		}
+	}
 	for _, s := range snaps {
 		if a.jsonOut {
 			// Target requests are shared by the group, so they are not

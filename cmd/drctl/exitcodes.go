@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/drctl/drctl/config"
+	"github.com/drctl/drctl/fence"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
 )
@@ -22,6 +23,7 @@ const (
 	exitUnreachable  = 13  // target unreachable after retries
 	exitAccess       = 14  // credentials refused, or bucket missing
 	exitNoSnapshot   = 15  // the snapshot asked for does not exist
+	exitFenced       = 16  // another site owns the VM (failed over)
 	exitCancelled    = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -48,6 +50,8 @@ func exitCode(ctx context.Context, err error) int {
 		return exitExists
 	case errors.Is(err, repo.ErrNoSnapshot):
 		return exitNoSnapshot
+	case errors.Is(err, fence.ErrFenced):
+		return exitFenced
 	case errors.Is(err, targets.ErrAccessDenied), errors.Is(err, targets.ErrNoBucket):
 		return exitAccess
 	case targets.IsTransient(err):
