@@ -409,3 +409,96 @@ func TestLiveQEMUGroup(t *testing.T) {
 		t.Fatal("a paused VM was resumed by the group snapshot")
 	}
 }
+
+// fill writes one byte value over a range through disk i's device with a
+// single qemu-io command (fast, for large ranges).
+func (vm *liveVM) fill(t *testing.T, disk int, off, n int64, v byte) {
+	t.Helper()
+	cmd := fmt.Sprintf(`qemu-io -d /machine/peripheral/vdisk%d/virtio-backend "write -P %d %d %d"`, disk, v, off, n)
+	if out, err := vm.test.HumanMonitorCommand(t.Context(), cmd); err != nil || strings.Contains(out, "rror") {
+		t.Fatalf("%s: %v %s", cmd, err, out)
+	}
+	copy(vm.models[disk][off:off+n], bytes.Repeat([]byte{v}, int(n)))
+}
+
+// TestLiveQEMUNBDCut cuts the NBD connection while the snapshot is being
+// read (QEMU drops the export with its clients, as when it is restarted or
+// the socket dies): the run fails uncommitted, the bitmaps are merged
+// back, and the next run is an incremental that has every change.
+func TestLiveQEMUNBDCut(t *testing.T) {
+	vm := startLiveVM(t)
+	r, err := repo.Init(t.Context(), memtarget.New(), "pw", repo.Options{KDF: repo.FastKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := replicate.Options{VM: "live", QEMU: &replicate.QEMU{QMPSocket: vm.drctlSock, WorkDir: t.TempDir()}}
+	vm.write(t, 0, 0, 64<<10, 1)
+	if _, err := replicate.Run(t.Context(), r, opts); err != nil {
+		t.Fatal(err)
+	}
+
+	cut := false
+	for attempt := 0; attempt < 5 && !cut; attempt++ {
+		// Both disks change in full, so the read takes a while.
+		vm.fill(t, 0, 0, liveDiskSize, byte(0x40+attempt))
+		vm.fill(t, 1, 0, liveDiskSize, byte(0x60+attempt))
+		vm.write(t, attempt%2, int64(attempt+1)*(1<<20), 8192, uint64(50+attempt))
+		counters := &replicate.Counters{}
+		o := opts
+		o.Counters = counters
+		done := make(chan error, 1)
+		go func() {
+			_, err := replicate.Run(t.Context(), r, o)
+			done <- err
+		}()
+		var runErr error
+	wait:
+		for {
+			select {
+			case runErr = <-done:
+				break wait
+			default:
+			}
+			if counters.BytesRead.Load() == 0 {
+				time.Sleep(100 * time.Microsecond)
+				continue
+			}
+			exports, err := vm.test.QueryBlockExports(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range exports {
+				// Errors are fine: the run may have finished meanwhile.
+				_ = vm.test.Execute(t.Context(), "block-export-del", map[string]string{"id": e.ID, "mode": "hard"}, nil)
+			}
+			runErr = <-done
+			break
+		}
+		if runErr == nil {
+			t.Logf("attempt %d: the read finished before the cut; again", attempt)
+			continue
+		}
+		cut = true
+		t.Logf("cut mid-read: %v", runErr)
+		refs, _ := r.ListSnapshots(t.Context(), "live")
+		if len(refs) != 1+attempt {
+			t.Fatalf("%d snapshots after the cut run, want %d", len(refs), 1+attempt)
+		}
+	}
+	if !cut {
+		t.Fatal("could not cut the NBD connection during a read in 5 attempts")
+	}
+	s, err := replicate.Run(t.Context(), r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range s.Disks {
+		if d.ChangeSource != "bitmap" {
+			t.Fatalf("after the cut, disk %s: change source %s (%s), want the merged bitmap", d.Name, d.ChangeSource, d.Note)
+		}
+	}
+	if s.Stats.BytesRead < 2*liveDiskSize {
+		t.Fatalf("after the cut read %d bytes: the changes of the failed run were lost", s.Stats.BytesRead)
+	}
+	checkRestore(t, r, s, vm.snapshotModels())
+}
