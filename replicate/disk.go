@@ -33,14 +33,14 @@ type diskJob struct {
 	parent *repo.Disk // same-named disk of the parent snapshot, or nil
 	// changeSource and note go into the manifest: how changes were found,
 	// and why a fallback was taken.
-	changeSource string
-	note         string
-	bitmap       string // live VM: the bitmap recording changes since this snapshot
-	node         string // live VM: the block node read
-	format, bus  string // live VM: how the disk is attached, for the replica
-	counters     *Counters
-	log          *slog.Logger
-	workers      int
+	changeSource        string
+	note                string
+	bitmap              string // live VM: the bitmap recording changes since this snapshot
+	node                string // live VM: the block node read
+	format, bus, serial string // live VM: how the disk is attached, for the replica
+	counters            *Counters
+	log                 *slog.Logger
+	workers             int
 }
 
 // readBuf is a buffer of the scan and its block digests.

@@ -172,7 +172,7 @@ func (b *pageBuilder) disk() (repo.Disk, error) {
 	d := repo.Disk{
 		Name: j.name, Source: j.src.Describe(), Size: j.size, PageSize: b.ps, BlockSize: j.r.Config().BlockSize,
 		Pages: b.refs, ChangeSource: j.changeSource, Note: j.note, Bitmap: j.bitmap, Node: j.node,
-		Format: j.format, Bus: j.bus,
+		Format: j.format, Bus: j.bus, Serial: j.serial,
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -50,6 +50,7 @@ type qemuDisk struct {
 	node     string // the live format node
 	driver   string // qcow2, raw, …
 	bus      string // virtio, ide, scsi, … (from the device model)
+	serial   string // guest-visible serial
 	size     int64
 	parent   *repo.Disk
 	old      string // usable bitmap recording changes since the parent ("" = none)
@@ -147,6 +148,9 @@ func openQEMU(ctx context.Context, q *QEMU, vm string, parent *repo.Snapshot, sn
 		}
 		if !repo.NameRE.MatchString(d.name) {
 			d.name = fmt.Sprintf("disk%d", i)
+		}
+		if b.QDev != "" {
+			_ = c.QOMGet(ctx, b.QDev, "serial", &d.serial)
 		}
 		if parent != nil {
 			for k := range parent.Disks {

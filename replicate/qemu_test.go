@@ -70,7 +70,7 @@ func startLiveVMIn(t *testing.T, dir string, models [][]byte) *liveVM {
 		args = append(args,
 			"-blockdev", fmt.Sprintf("driver=file,filename=%s,node-name=file%d", img, i),
 			"-blockdev", fmt.Sprintf("driver=qcow2,file=file%d,node-name=disk%d", i, i),
-			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,id=vdisk%d", i, i))
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d,id=vdisk%d,serial=sn-%d", i, i, i))
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
 	var out bytes.Buffer
@@ -184,7 +184,7 @@ func TestLiveQEMU(t *testing.T) {
 	if len(s1.Disks) != 2 || s1.Disks[0].ChangeSource != "full" || s1.Disks[0].Bitmap == "" || s1.Consistency != repo.ConsistencyCrash {
 		t.Fatalf("first snapshot: %+v", s1.Disks)
 	}
-	if d := s1.Disks[1]; d.Name != "vdisk1" || d.Format != "qcow2" || d.Bus != "virtio" || d.Size != liveDiskSize {
+	if d := s1.Disks[1]; d.Name != "vdisk1" || d.Format != "qcow2" || d.Bus != "virtio" || d.Serial != "sn-1" || d.Size != liveDiskSize {
 		t.Fatalf("disk spec: %+v", d)
 	}
 	wantNICs := []repo.NIC{

@@ -130,7 +130,7 @@ func sessionJobs(ctx context.Context, sess *qemuSession, opts Options, snap *rep
 			return nil, fmt.Errorf("vm %s: %w", opts.VM, err)
 		}
 		j := &diskJob{name: d.name, src: src, size: src.Size(), parent: d.parent,
-			changeSource: "full", note: d.note, bitmap: d.newBm, node: d.node, format: d.driver, bus: d.bus}
+			changeSource: "full", note: d.note, bitmap: d.newBm, node: d.node, format: d.driver, bus: d.bus, serial: d.serial}
 		switch {
 		case d.old != "":
 			j.changeSource = "bitmap"

@@ -74,9 +74,12 @@ type NIC struct {
 
 // Disk is one disk of a snapshot.
 type Disk struct {
-	Name      string    `json:"name"`
-	Source    string    `json:"source,omitempty"`
-	Bus       string    `json:"bus,omitempty"`
+	Name   string `json:"name"`
+	Source string `json:"source,omitempty"`
+	Bus    string `json:"bus,omitempty"`
+	// Serial is the guest-visible disk serial, kept on the replica:
+	// guests name disks by it (/dev/disk/by-id).
+	Serial    string    `json:"serial,omitempty"`
 	Format    string    `json:"format,omitempty"`
 	Size      int64     `json:"size"`
 	PageSize  int64     `json:"page_size"`
