@@ -108,6 +108,10 @@ restores any recovery point byte for byte.`,
 		a.forgetCommand(),
 		a.pruneCommand(),
 		a.keyCommand(),
+		a.planCommand(),
+		a.failoverCommand(),
+		a.statusCommand(),
+		a.stopReplicasCommand(),
 		a.versionCommand(),
 	)
 	return root

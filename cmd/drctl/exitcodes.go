@@ -6,6 +6,7 @@ import (
 
 	"github.com/drctl/drctl/config"
 	"github.com/drctl/drctl/fence"
+	"github.com/drctl/drctl/recovery/failover"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
 )
@@ -24,6 +25,8 @@ const (
 	exitAccess       = 14  // credentials refused, or bucket missing
 	exitNoSnapshot   = 15  // the snapshot asked for does not exist
 	exitFenced       = 16  // another site owns the VM (failed over)
+	exitPrimaryAlive = 17  // failover refused: the primary sent a heartbeat within the lease
+	exitUnhealthy    = 18  // failover: a replica failed its health checks
 	exitCancelled    = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -35,6 +38,8 @@ func (e usageError) Unwrap() error { return e.error }
 func exitCode(ctx context.Context, err error) int {
 	var ue usageError
 	var fe *config.FieldError
+	var alive *failover.PrimaryAliveError
+	var planErr *failover.PlanError
 	switch {
 	case err == nil:
 		return exitOK
@@ -50,8 +55,14 @@ func exitCode(ctx context.Context, err error) int {
 		return exitExists
 	case errors.Is(err, repo.ErrNoSnapshot):
 		return exitNoSnapshot
+	case errors.As(err, &planErr):
+		return exitUsage
 	case errors.Is(err, fence.ErrFenced):
 		return exitFenced
+	case errors.As(err, &alive):
+		return exitPrimaryAlive
+	case errors.Is(err, failover.ErrUnhealthy):
+		return exitUnhealthy
 	case errors.Is(err, targets.ErrAccessDenied), errors.Is(err, targets.ErrNoBucket):
 		return exitAccess
 	case targets.IsTransient(err):
