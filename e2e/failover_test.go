@@ -211,20 +211,21 @@ func TestFailover(t *testing.T) {
 	// The primary has lost the VMs: it may not commit any more.
 	prim.fails(16, "was failed over to site "+winSite, "replicate", "-r", repo, "--vm", "db", "--qmp", vms["db"].QMPSocket())
 
-	st := dr.ok("status", "-r", repo, "--json", "--state-dir", winDir)
+	st := dr.ok("status", "-r", repo, "--json", "--site", winSite, "--state-dir", winDir)
 	var status struct {
 		VMs []struct {
 			VM      string `json:"vm"`
 			Owner   string `json:"owner"`
 			Epoch   int64  `json:"epoch"`
 			Replica bool   `json:"replica_running"`
+			Health  string `json:"health"`
 		} `json:"vms"`
 	}
 	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || len(status.VMs) != 2 {
 		t.Fatalf("status: %v\n%s", err, st)
 	}
 	for _, v := range status.VMs {
-		if v.Owner != winSite || v.Epoch != 1 || !v.Replica {
+		if v.Owner != winSite || v.Epoch != 1 || !v.Replica || v.Health != "healthy" {
 			t.Fatalf("status of %s: %+v", v.VM, v)
 		}
 	}

@@ -206,8 +206,14 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			site := ""
+			if p != nil {
+				site = p.Site
+			} else if site, err = a.site(); err != nil {
+				return err
+			}
 			now := time.Now()
-			sts, err := failover.Status(cmd.Context(), r, dir, now)
+			sts, err := failover.Status(cmd.Context(), r, site, dir, now)
 			if err != nil {
 				return err
 			}
@@ -227,6 +233,9 @@ func (a *app) statusCommand() *cobra.Command {
 				rep := "-"
 				if s.Replica {
 					rep = fmt.Sprintf("pid %d, %s", s.ReplicaPID, s.ReplicaStatus)
+					if s.Health != "" {
+						rep += fmt.Sprintf(", %s at failover %s", s.Health, short8(s.HealthRun))
+					}
 				}
 				a.printf("%-12s %-14s %5d %-9s %10s %14s %s\n", s.VM, owner, s.Epoch, short8(s.Latest), secs(s.RPOSeconds), hb, rep)
 			}

@@ -74,12 +74,17 @@ type VMStatus struct {
 	Replica       bool   `json:"replica_running"`
 	ReplicaPID    int    `json:"replica_pid,omitempty"`
 	ReplicaStatus string `json:"replica_status,omitempty"`
+	// Health is the VM's result in this site's latest failover
+	// (healthy, unhealthy, failed, skipped), with its time.
+	Health     string    `json:"health,omitempty"`
+	HealthTime time.Time `json:"health_time,omitzero"`
+	HealthRun  string    `json:"health_run,omitempty"`
 }
 
 // Status reports every VM of the repository (and every fenced one):
-// owner, latest recovery point and its age, the newest heartbeat, and any
-// replica at this site.
-func Status(ctx context.Context, r *repo.Repository, stateDir string, now time.Time) ([]VMStatus, error) {
+// owner, latest recovery point and its age, the newest heartbeat, any
+// replica at this site and its result in this site's latest failover.
+func Status(ctx context.Context, r *repo.Repository, site, stateDir string, now time.Time) ([]VMStatus, error) {
 	vms := map[string]*VMStatus{}
 	get := func(vm string) *VMStatus {
 		if vms[vm] == nil {
@@ -99,11 +104,11 @@ func Status(ctx context.Context, r *repo.Repository, stateDir string, now time.T
 		}
 	}
 	fences := fence.NewStore(r.Target())
-	recs, err := fences.All(ctx)
+	fenced, err := fences.All(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for vm, rec := range recs {
+	for vm, rec := range fenced {
 		s := get(vm)
 		s.Owner, s.Epoch, s.Pinned = rec.Owner, rec.Epoch, rec.RecoveryPoint
 	}
@@ -128,6 +133,19 @@ func Status(ctx context.Context, r *repo.Repository, stateDir string, now time.T
 			}
 			s := get(rep.VM)
 			s.Replica, s.ReplicaPID, s.ReplicaStatus = true, rep.PID, rep.Status
+		}
+	}
+	recs, err := Records(ctx, r.Target())
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range recs { // oldest first: the latest wins
+		if rec.Site != site {
+			continue
+		}
+		for _, v := range rec.VMs {
+			s := get(v.VM)
+			s.Health, s.HealthTime, s.HealthRun = v.Status, rec.Finished, rec.Run
 		}
 	}
 	out := make([]VMStatus, 0, len(vms))
