@@ -210,6 +210,14 @@ func TestFailover(t *testing.T) {
 
 	// The primary has lost the VMs: it may not commit any more.
 	prim.fails(16, "was failed over to site "+winSite, "replicate", "-r", repo, "--vm", "db", "--qmp", vms["db"].QMPSocket())
+	// Configured to, the primary pauses a VM it finds failed over.
+	prim.fails(16, "was failed over", "replicate", "-r", repo, "--vm", "web", "--qmp", vms["web"].QMPSocket(), "--pause-when-fenced")
+	if out, err := vms["web"].QMP(t.Context(), "query-status", nil); err != nil || !strings.Contains(string(out), `"paused"`) {
+		t.Fatalf("primary web after a fenced replicate with --pause-when-fenced: %v %s", err, out)
+	}
+	if out, err := vms["db"].QMP(t.Context(), "query-status", nil); err != nil || !strings.Contains(string(out), `"running"`) {
+		t.Fatalf("primary db was paused without --pause-when-fenced: %v %s", err, out)
+	}
 
 	st := dr.ok("status", "-r", repo, "--json", "--site", winSite, "--state-dir", winDir)
 	var status struct {

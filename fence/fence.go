@@ -78,8 +78,8 @@ type OwnedError struct {
 
 func (e *OwnedError) Error() string {
 	r := e.Record
-	return fmt.Sprintf("vm %s is owned by site %s (failover run %s, epoch %d, since %s%s)",
-		r.VM, r.Owner, r.Run, r.Epoch, r.Time.UTC().Format(time.RFC3339), pinned(r))
+	return fmt.Sprintf("vm %s is owned by site %s (failover run %s, epoch %d, since %s%s) (only if that run's state directory was lost: continue it at that site with --adopt-run %s)",
+		r.VM, r.Owner, r.Run, r.Epoch, r.Time.UTC().Format(time.RFC3339), pinned(r), r.Run)
 }
 
 // Unwrap makes errors.Is(err, ErrFenced) true: another site owns the VM.

@@ -112,7 +112,7 @@ func (a *app) planCommand() *cobra.Command {
 func (a *app) failoverCommand() *cobra.Command {
 	var fl siteFlags
 	var force bool
-	var reason string
+	var reason, adopt string
 	cmd := &cobra.Command{
 		Use:   "failover --plan FILE",
 		Short: "Declare the primary lost and boot the plan's replicas at this site",
@@ -132,7 +132,7 @@ func (a *app) failoverCommand() *cobra.Command {
 				return err
 			}
 			host, _ := os.Hostname()
-			opts := failover.Options{Plan: p, Site: p.Site, StateDir: dir, Force: force, Host: host, Reason: reason, Logger: a.log}
+			opts := failover.Options{Plan: p, Site: p.Site, StateDir: dir, Force: force, AdoptRun: adopt, Host: host, Reason: reason, Logger: a.log}
 			if !a.jsonOut && !a.quiet {
 				opts.Progress = func(vm, step string) { a.printf("  %-12s %s\n", vm, step) }
 				a.printf("failover of plan %s to site %s\n", p.Name, p.Site)
@@ -146,6 +146,7 @@ func (a *app) failoverCommand() *cobra.Command {
 	}
 	fl.register(cmd, true)
 	cmd.Flags().BoolVar(&force, "force", false, "fail over even though the primary sent a heartbeat within the lease (make sure it is down)")
+	cmd.Flags().StringVar(&adopt, "adopt-run", "", "continue failover run ID (named in the fence records) whose state directory was lost; make sure it runs nowhere else")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the primary is declared lost, kept in the fence and failover records")
 	return cmd
 }

@@ -44,7 +44,11 @@ type Options struct {
 	// StateDir holds replicas, restored disks and the run state.
 	StateDir string
 	// Force fails over even while the primary's heartbeat is fresh.
-	Force  bool
+	Force bool
+	// AdoptRun continues a failover run whose state directory was lost
+	// (the fences name its run id): an explicit operator decision, since
+	// two machines running one run would each boot the VMs.
+	AdoptRun string
 	Host   string
 	Reason string
 	Logger *slog.Logger
@@ -172,8 +176,15 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	if !resumed {
+	switch {
+	case resumed && opts.AdoptRun != "" && opts.AdoptRun != st.Run:
+		return nil, fmt.Errorf("this site's state directory holds failover run %s of plan %s: it cannot adopt run %s", st.Run, p.Name, opts.AdoptRun)
+	case !resumed:
 		st = &runState{Run: repo.NewSnapshotID(), Plan: p.Name, Declared: opts.now().UTC(), Pins: map[string]string{}}
+		if opts.AdoptRun != "" {
+			st.Run = opts.AdoptRun
+			resumed = true
+		}
 	}
 
 	// Everything that can be checked is checked before a fence is taken
@@ -189,15 +200,25 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*Result, error)
 		}
 		st.Forced = opts.Force
 	}
+	// The run id is on disk before the first fence names it, so a run
+	// killed right after taking a fence recognises the fence as its own.
+	if err := saveRunState(opts.StateDir, st); err != nil {
+		return nil, err
+	}
 
 	// Take the VMs, in plan order, so that of two racing runs the loser
 	// stops at the first VM, before either boots anything.
-	for _, tg := range targets {
+	for i, tg := range targets {
 		rec, err := fences.TakeOver(ctx, tg.pv.VM, fence.Claim{
 			Owner: opts.Site, Run: st.Run, Plan: p.Name, Reason: opts.Reason, Host: opts.Host,
 			RecoveryPoint: tg.snap.ID, RecoveryPointTime: tg.snap.Time, Forced: st.Forced,
 		})
 		if err != nil {
+			if i == 0 && !resumed && errors.Is(err, fence.ErrFenced) {
+				// Lost at the first VM: this run owns nothing and must not
+				// be resumed later.
+				_ = os.Remove(runStatePath(opts.StateDir, p.Name))
+			}
 			return nil, fmt.Errorf("take over vm %s: %w", tg.pv.VM, err)
 		}
 		if rec.RecoveryPoint != "" && rec.RecoveryPoint != tg.snap.ID {
