@@ -49,9 +49,9 @@ type Options struct {
 	// (the fences name its run id): an explicit operator decision, since
 	// two machines running one run would each boot the VMs.
 	AdoptRun string
-	Host   string
-	Reason string
-	Logger *slog.Logger
+	Host     string
+	Reason   string
+	Logger   *slog.Logger
 	// Progress, if set, is told about each step, for the terminal.
 	Progress func(vm, step string)
 	now      func() time.Time
