@@ -14,6 +14,7 @@ deps=(
   "xz-utils:xz"            # unpacks that kernel (xz with the x86 BCJ filter)
   "e2fsprogs:mkfs.ext4"    # mkfs.ext4 -d: VM-like ext4 images for the benchmark
   "time:/usr/bin/time"     # /usr/bin/time -v: max RSS when measuring by hand
+  "chromium:chromium"      # headless rendering check of the drill report
   "$@"
 )
 

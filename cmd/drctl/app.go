@@ -112,6 +112,8 @@ restores any recovery point byte for byte.`,
 		a.failoverCommand(),
 		a.statusCommand(),
 		a.stopReplicasCommand(),
+		a.drillCommand(),
+		a.drillsCommand(),
 		a.versionCommand(),
 	)
 	return root

@@ -218,8 +218,15 @@ func (a *app) statusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			drills, err := failover.LastDrills(cmd.Context(), r.Target())
+			if err != nil {
+				return err
+			}
 			if a.jsonOut {
-				return a.printJSON(map[string]any{"vms": sts, "state_dir": dir})
+				if drills == nil {
+					drills = []failover.LastDrill{}
+				}
+				return a.printJSON(map[string]any{"vms": sts, "state_dir": dir, "last_drills": drills})
 			}
 			a.printf("%-12s %-14s %5s %-9s %10s %14s %s\n", "VM", "OWNER", "EPOCH", "LATEST", "RPO NOW", "HEARTBEAT", "REPLICA HERE")
 			for _, s := range sts {
@@ -239,6 +246,17 @@ func (a *app) statusCommand() *cobra.Command {
 					}
 				}
 				a.printf("%-12s %-14s %5d %-9s %10s %14s %s\n", s.VM, owner, s.Epoch, short8(s.Latest), secs(s.RPOSeconds), hb, rep)
+			}
+			for i, d := range drills {
+				if i == 0 {
+					a.printf("\nlast drill per plan:\n")
+				}
+				verdict := "passed"
+				if !d.Passed {
+					verdict = "FAILED"
+				}
+				a.printf("  %-12s %s at %s (site %s, %s ago): %s, longest RTO %s\n", d.Plan, d.ID[:8], d.Started.Local().Format(time.DateTime),
+					d.Site, now.Sub(d.Started).Round(time.Minute), verdict, secs(d.MaxRTOSeconds))
 			}
 			return nil
 		},

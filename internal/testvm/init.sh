@@ -10,6 +10,8 @@
 #   drtest.rate=N      scatter: writes per second, 0 = as fast as it can
 #   drtest.offset=N    verify, idle: byte offset of the 64 bytes printed
 #   drtest.window=N    probe: report every N milliseconds (default 500)
+#   drtest.connect=H:P[,H:P...]  after network set-up, try a TCP connection
+#                      to each and print "DRTEST: CONNECT to=H:P result=ok|failed"
 # Lines for the host go to the serial console and start with "DRTEST: ".
 # Forks are slow under TCG, so the loops use shell builtins where they
 # can. With DRTEST_SOURCE_ONLY=1 the script only defines its functions,
@@ -31,7 +33,7 @@ number() {
 }
 
 parse_cmdline() {
-	mode=idle ndisks=0 net=0 start=0 blocks=0 rate=0 offset=0 window=500
+	mode=idle ndisks=0 net=0 start=0 blocks=0 rate=0 offset=0 window=500 connect=
 	read -r cmdline </proc/cmdline
 	for arg in $cmdline; do
 		case $arg in
@@ -43,6 +45,7 @@ parse_cmdline() {
 		drtest.rate=*) number rate "${arg#*=}" ;;
 		drtest.offset=*) number offset "${arg#*=}" ;;
 		drtest.window=*) number window "${arg#*=}" ;;
+		drtest.connect=*) connect=${arg#*=} ;;
 		esac
 	done
 }
@@ -109,6 +112,19 @@ setup_net() {
 	ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up &&
 		ip route add default via 10.0.2.2 || fail "network set-up"
 	echo "DRTEST: NET eth0 10.0.2.15"
+}
+
+# try_connect reports, for each host:port of drtest.connect, whether a TCP
+# connection could be made (isolation tests of DR drills).
+try_connect() {
+	for hp in $(echo "$connect" | tr , ' '); do
+		if nc -w 3 "${hp%:*}" "${hp##*:}" </dev/null >/dev/null 2>&1; then
+			r=ok
+		else
+			r=failed
+		fi
+		echo "DRTEST: CONNECT to=$hp result=$r"
+	done
 }
 
 # record N DISK BLOCK RING prints the 4 KiB block of seq record N for disk
@@ -261,6 +277,7 @@ main() {
 	wait_disks
 	map_disks
 	[ "$net" = 1 ] && setup_net
+	[ -n "$connect" ] && try_connect
 	read -r up _ </proc/uptime
 	echo "DRTEST: BOOTED uptime=$up mode=$mode disks=$disks"
 	case $mode in

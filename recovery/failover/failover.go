@@ -23,13 +23,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/drctl/drctl/fence"
-	"github.com/drctl/drctl/recovery"
 	"github.com/drctl/drctl/recovery/health"
 	"github.com/drctl/drctl/recovery/plan"
 	"github.com/drctl/drctl/recovery/replica"
@@ -112,6 +108,8 @@ type VMResult struct {
 	AlreadyRunning bool            `json:"already_running,omitempty"`
 	PID            int             `json:"pid,omitempty"`
 	Checks         []health.Result `json:"checks,omitempty"`
+	// DrillChecks are the plan's drill-only checks (drills only).
+	DrillChecks []health.Result `json:"drill_checks,omitempty"`
 	// RPOSeconds: declared − recovery point time. RTOSeconds: healthy −
 	// declared.
 	RPOSeconds     float64 `json:"rpo_seconds"`
@@ -151,11 +149,12 @@ func (o *Options) fill() {
 
 // target is one VM of the plan with its resolved recovery point.
 type target struct {
-	pv    *plan.VM
-	group string
-	snap  *repo.Snapshot
-	spec  replica.Spec
-	epoch int64
+	pv          *plan.VM
+	group       string
+	snap        *repo.Snapshot
+	spec        replica.Spec
+	epoch       int64
+	drillChecks []plan.HealthCheck
 }
 
 // Run fails the plan's VMs over to this site. It returns the result, also
@@ -238,182 +237,18 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*Result, error)
 	}
 
 	res := &Result{Run: st.Run, Plan: p.Name, Site: opts.Site, Host: opts.Host, Declared: st.Declared, Forced: st.Forced, Resumed: resumed}
-	site := &replica.Site{Dir: filepath.Join(opts.StateDir, "replicas"), Logger: opts.Logger}
-	runErr := bringUp(ctx, r, site, targets, opts, st, res)
+	u := &runner{
+		r: r, site: &replica.Site{Dir: filepath.Join(opts.StateDir, "replicas"), Logger: opts.Logger},
+		stateDir: opts.StateDir, declared: st.Declared, log: opts.Logger, progress: opts.Progress, now: opts.now,
+	}
+	var runErr error
+	res.VMs, runErr = u.bringUp(ctx, p.Groups, targets)
 	res.Finished = opts.now().UTC()
 	res.OK = runErr == nil
 	if err := saveRecord(ctx, r, res); err != nil {
 		opts.Logger.Warn("could not store the failover record", "err", err)
 	}
 	return res, runErr
-}
-
-// bringUp restores and boots the VMs group by group; the VMs of a group
-// come up concurrently.
-func bringUp(ctx context.Context, r *repo.Repository, site *replica.Site, targets []*target, opts Options, st *runState, res *Result) error {
-	byGroup := map[string][]*target{}
-	for _, tg := range targets {
-		byGroup[tg.group] = append(byGroup[tg.group], tg)
-	}
-	var firstErr error
-	stopped := false
-	for _, g := range opts.Plan.Groups {
-		tgs := byGroup[g.Name]
-		results := make([]VMResult, len(tgs))
-		if stopped {
-			for i, tg := range tgs {
-				results[i] = baseResult(tg, st)
-				results[i].Status = StatusSkipped
-				results[i].Error = "an earlier group failed and its on_failure is stop"
-			}
-			res.VMs = append(res.VMs, results...)
-			continue
-		}
-		var mu sync.Mutex
-		eg, gctx := errgroup.WithContext(ctx)
-		for i, tg := range tgs {
-			eg.Go(func() error {
-				vr := bringUpVM(gctx, r, site, tg, opts, st)
-				mu.Lock()
-				results[i] = vr
-				mu.Unlock()
-				return nil
-			})
-		}
-		_ = eg.Wait()
-		res.VMs = append(res.VMs, results...)
-		for i, vr := range results {
-			if vr.Status == StatusHealthy {
-				continue
-			}
-			err := fmt.Errorf("vm %s: %s", vr.VM, vr.Error)
-			if vr.Status == StatusUnhealthy {
-				err = fmt.Errorf("vm %s: %w: %s", vr.VM, ErrUnhealthy, vr.Error)
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-			if tgs[i].pv.OnFailure != plan.OnFailureContinue {
-				stopped = true
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	return firstErr
-}
-
-func baseResult(tg *target, st *runState) VMResult {
-	return VMResult{
-		VM: tg.pv.VM, Group: tg.group, Snapshot: tg.snap.ID, SnapshotTime: tg.snap.Time, Epoch: tg.epoch,
-		RPOSeconds: st.Declared.Sub(tg.snap.Time).Seconds(),
-	}
-}
-
-// bringUpVM restores (unless done), boots (unless running) and checks one VM.
-func bringUpVM(ctx context.Context, r *repo.Repository, site *replica.Site, tg *target, opts Options, st *runState) VMResult {
-	vr := baseResult(tg, st)
-	fail := func(status string, err error) VMResult {
-		vr.Status, vr.Error = status, err.Error()
-		opts.Logger.Error("vm failed over unsuccessfully", "vm", tg.pv.VM, "err", err)
-		return vr
-	}
-	rep, err := site.Find(ctx, tg.pv.VM)
-	switch {
-	case err == nil:
-		vr.AlreadyRunning = true
-		opts.Progress(tg.pv.VM, "already running (pid "+fmt.Sprint(rep.PID)+")")
-	case errors.Is(err, replica.ErrNotRunning):
-		opts.Progress(tg.pv.VM, "restoring "+tg.snap.ID[:8])
-		vr.RestoreStart = opts.now().UTC()
-		written, fetched, err := prepareDisks(ctx, r, tg, opts.StateDir, opts.Logger)
-		vr.RestoreEnd = opts.now().UTC()
-		vr.RestoredBytes, vr.FetchedBytes = written, fetched
-		vr.RestoreSeconds = vr.RestoreEnd.Sub(vr.RestoreStart).Seconds()
-		if err != nil {
-			return fail(StatusFailed, err)
-		}
-		opts.Progress(tg.pv.VM, "booting")
-		vr.BootStart = opts.now().UTC()
-		if rep, err = site.Start(ctx, tg.spec); err != nil {
-			return fail(StatusFailed, err)
-		}
-	default:
-		return fail(StatusFailed, err)
-	}
-	vr.PID = rep.PID
-	if vr.BootStart.IsZero() {
-		vr.BootStart = opts.now().UTC()
-	}
-	opts.Progress(tg.pv.VM, "health checks")
-	checks, ok := runChecks(ctx, tg.pv.Health, rep, tg.pv.VM)
-	vr.Checks = checks
-	if !ok {
-		return fail(StatusUnhealthy, fmt.Errorf("health check %s failed: %s", lastFailed(checks).Name, lastFailed(checks).Err))
-	}
-	vr.Healthy = opts.now().UTC()
-	vr.Status = StatusHealthy
-	vr.RTOSeconds = vr.Healthy.Sub(st.Declared).Seconds()
-	vr.BootSeconds = vr.Healthy.Sub(vr.BootStart).Seconds()
-	opts.Progress(tg.pv.VM, "healthy")
-	return vr
-}
-
-func lastFailed(rs []health.Result) health.Result {
-	for _, r := range rs {
-		if !r.OK {
-			return r
-		}
-	}
-	return health.Result{}
-}
-
-// runChecks runs a VM's checks one after the other; all must pass.
-func runChecks(ctx context.Context, checks []plan.HealthCheck, rep *replica.Replica, vm string) ([]health.Result, bool) {
-	t := health.Target{VM: vm, SerialLog: rep.SerialLog, QGASocket: rep.QGASocket, QMPSocket: rep.QMPSocket}
-	var out []health.Result
-	for _, c := range checks {
-		hc, err := healthCheck(c)
-		if err != nil {
-			out = append(out, health.Result{Name: c.Name, Kind: c.Kind, Err: err.Error()})
-			return out, false
-		}
-		res := health.Run(ctx, hc, t)
-		out = append(out, res)
-		if !res.OK {
-			return out, false
-		}
-	}
-	return out, true
-}
-
-// prepareDisks restores the recovery point into base images (kept between
-// reruns: a file there is always complete) and puts a qcow2 overlay on
-// each, which the replica writes into.
-func prepareDisks(ctx context.Context, r *repo.Repository, tg *target, stateDir string, log *slog.Logger) (written, fetched int64, err error) {
-	dir := vmDiskDir(stateDir, tg.pv.VM)
-	baseDir := filepath.Join(dir, "base-"+tg.snap.ID)
-	if err := os.MkdirAll(baseDir, 0o755); err != nil {
-		return 0, 0, fmt.Errorf("create disk directory: %w", err)
-	}
-	counters := &recovery.RestoreCounters{}
-	for i, d := range tg.snap.Disks {
-		base := filepath.Join(baseDir, d.Name)
-		if _, err := os.Stat(base); errors.Is(err, os.ErrNotExist) {
-			if err := recovery.RestoreDisk(ctx, r, d, base, recovery.RestoreOptions{Counters: counters, Logger: log}); err != nil {
-				return counters.BytesWritten.Load(), counters.BytesFetched.Load(),
-					fmt.Errorf("restore disk %s of snapshot %s: %w", d.Name, tg.snap.ID[:8], err)
-			}
-		}
-		overlay := tg.spec.Disks[i].Path
-		if _, err := os.Stat(overlay); errors.Is(err, os.ErrNotExist) {
-			if err := replica.CreateOverlay(ctx, base, "raw", overlay); err != nil {
-				return 0, 0, err
-			}
-		}
-	}
-	return counters.BytesWritten.Load(), counters.BytesFetched.Load(), nil
 }
 
 func vmDiskDir(stateDir, vm string) string { return filepath.Join(stateDir, "disks", vm) }

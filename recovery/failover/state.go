@@ -11,20 +11,25 @@ import (
 	"syscall"
 )
 
-// lockSite takes the site's failover lock: one failover (or drill
-// bring-up) at a time per state directory. It fails at once, naming the
-// holder, rather than queueing an operator's second attempt silently.
+// lockSite takes the site's failover lock: one failover at a time per
+// state directory. It fails at once, naming the holder, rather than
+// queueing an operator's second attempt silently.
 func lockSite(stateDir string) (func(), error) {
-	path := filepath.Join(stateDir, "failover.lock")
+	return lockFile(filepath.Join(stateDir, "failover.lock"),
+		"another drctl failover is running at this site (state directory "+stateDir+")")
+}
+
+// lockFile takes an exclusive lock on path or fails with busy, naming the
+// holder's pid; the lock goes with the process, also when it is killed.
+func lockFile(path, busy string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open site lock: %w", err)
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
-		return nil, fmt.Errorf("another drctl failover is running at this site (state directory %s, pid %s): wait for it, or check `drctl status`",
-			stateDir, strings.TrimSpace(string(holder)))
+		return nil, fmt.Errorf("%s (pid %s): wait for it, or check `drctl status`", busy, strings.TrimSpace(string(holder)))
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
