@@ -32,11 +32,11 @@ type DrillOptions struct {
 	StateDir string // drills run in StateDir/drills/<plan>-<id>
 	// Keep leaves the replicas running for inspection, for KeepFor after
 	// the drill's checks end.
-	Keep    bool
-	KeepFor time.Duration
-	Logger    *slog.Logger
-	Progress  func(vm, step string)
-	now       func() time.Time
+	Keep     bool
+	KeepFor  time.Duration
+	Logger   *slog.Logger
+	Progress func(vm, step string)
+	now      func() time.Time
 }
 
 // DrillPrefix is where drill records are kept in the repository.
