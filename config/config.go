@@ -75,6 +75,8 @@ type Config struct {
 	// Site names this site in fence records and heartbeats (DRCTL_SITE,
 	// then site:); "" means the caller's default, the host name.
 	Site string
+	// Agent configures `drctl agent`.
+	Agent Agent
 	// Warnings are problems that do not stop drctl, such as a password
 	// stored in a file others can read. The caller should log them.
 	Warnings []string
@@ -114,8 +116,11 @@ type VM struct {
 	// the VM was failed over to another site: two running copies of a VM
 	// (split brain) are worse than a paused one.
 	PauseWhenFenced bool   `yaml:"pause_when_fenced"`
-	Schedule        string `yaml:"schedule"` // standard 5-field cron or @descriptor; "" = none
-	Keep            *Keep  `yaml:"keep"`     // nil = keep every snapshot
+	Schedule        string `yaml:"schedule"` // cron, 5 fields or 6 with seconds first, or @descriptor; "" = none
+	// RPO is the recovery point objective, a Go duration ("15m"): the
+	// agent alerts when the newest snapshot is older. "" = no target.
+	RPO  string `yaml:"rpo"`
+	Keep *Keep  `yaml:"keep"` // nil = keep every snapshot
 }
 
 // Disk is one disk of a VM.
@@ -142,6 +147,7 @@ type fileConfig struct {
 	VMs          map[string]VM               `yaml:"vms"`
 	LogLevel     string                      `yaml:"log_level"`
 	Site         string                      `yaml:"site"`
+	Agent        Agent                       `yaml:"agent"`
 }
 
 // overrides are the DRCTL_* environment values Load read.
@@ -277,14 +283,14 @@ func (c *Config) readFile(file string) error {
 	var fc fileConfig
 	d := &decoder{p: c.problems}
 	if root.Kind != yaml.MappingNode && !isNull(root) {
-		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:), got %s", describe(root))
+		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:, agent:), got %s", describe(root))
 		return d.p.err()
 	}
 	d.decode(root, "", reflect.ValueOf(&fc).Elem())
 	if err := d.p.err(); err != nil {
 		return err
 	}
-	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site
+	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site, c.Agent = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site, fc.Agent
 	c.warnSecrets(file)
 	return nil
 }

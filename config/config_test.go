@@ -147,7 +147,7 @@ func TestLoadErrors(t *testing.T) {
 		{"tab indentation", "vms:\n\tweb1:\n", []string{"FILE:2: invalid YAML", "tabs"}},
 		{"unquoted cron", "vms:\n  web1:\n    disks: [{path: /a}]\n    schedule: */15 * * * *\n", []string{"FILE:4: invalid YAML", "must be quoted"}},
 		{"bad cron", "vms:\n  web1:\n    disks: [{path: /a}]\n    schedule: \"*/15 * * *\"\n",
-			[]string{"FILE:4: vms.web1.schedule: \"*/15 * * *\" is not a valid cron schedule (expected exactly 5 fields"}},
+			[]string{"FILE:4: vms.web1.schedule: \"*/15 * * *\" is not a valid cron schedule (expected 5 to 6 fields"}},
 		{"cron out of range", "vms:\n  web1:\n    disks: [{path: /a}]\n    schedule: \"61 * * * *\"\n", []string{"vms.web1.schedule:", "not a valid cron schedule"}},
 		{"bad vm name", "vms:\n  web 1:\n    disks: [{path: /a}]\n", []string{"FILE:2: vms.web 1: \"web 1\" is not a valid VM name"}},
 		{"vm name starting with dash", "vms:\n  -web:\n    disks: [{path: /a}]\n", []string{"vms.-web: \"-web\" is not a valid VM name"}},

@@ -41,6 +41,8 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) {
 		d.decodeString(n, key, v)
 	case reflect.Int:
 		d.decodeInt(n, key, v)
+	case reflect.Bool:
+		d.decodeBool(n, key, v)
 	default:
 		panic("config: decoder does not support " + v.Type().String())
 	}
@@ -207,6 +209,18 @@ func (d *decoder) decodeInt(n *yaml.Node, key string, v reflect.Value) {
 		return
 	}
 	v.SetInt(int64(i))
+}
+
+func (d *decoder) decodeBool(n *yaml.Node, key string, v reflect.Value) {
+	if isNull(n) {
+		return
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		d.p.addAt(n.Line, key, "expected true or false, got %s", describe(n))
+		return
+	}
+	v.SetBool(b)
 }
 
 // yamlFields maps yaml key names to field indexes of struct type t.

@@ -6,8 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"github.com/robfig/cron/v3"
+	"time"
 )
 
 // namePattern is what VM, disk and repository names must match: they
@@ -47,6 +46,7 @@ func (c *Config) validate() error {
 		c.VMs[name] = vm
 		c.validateVM(name, vm, diskOwner)
 	}
+	c.validateAgent()
 	return c.problems.err()
 }
 
@@ -108,8 +108,13 @@ func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 		p.addf(key+".firmware", "%q is not a firmware drctl knows: use bios or uefi (or leave it out to detect it)", vm.Firmware)
 	}
 	if vm.Schedule != "" {
-		if _, err := cron.ParseStandard(vm.Schedule); err != nil {
-			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): use 5 fields \"minute hour day-of-month month day-of-week\" such as \"*/15 * * * *\", or @hourly, @daily, @every 30m", vm.Schedule, err)
+		if _, err := ParseSchedule(vm.Schedule); err != nil {
+			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): %s", vm.Schedule, err, scheduleHint)
+		}
+	}
+	if vm.RPO != "" {
+		if d, err := time.ParseDuration(vm.RPO); err != nil || d <= 0 {
+			p.addf(key+".rpo", "%q is not a positive duration: use e.g. 15m or 1h", vm.RPO)
 		}
 	}
 	if vm.Keep != nil {

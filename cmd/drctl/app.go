@@ -114,6 +114,7 @@ restores any recovery point byte for byte.`,
 		a.stopReplicasCommand(),
 		a.drillCommand(),
 		a.drillsCommand(),
+		a.agentCommand(),
 		a.versionCommand(),
 	)
 	return root

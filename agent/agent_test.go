@@ -1,0 +1,351 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/drctl/drctl/config"
+	"github.com/drctl/drctl/internal/testimg"
+	"github.com/drctl/drctl/internal/testvm"
+	"github.com/drctl/drctl/repo"
+	"github.com/drctl/drctl/targets"
+	"github.com/drctl/drctl/targets/local"
+)
+
+// testRepo makes a local repository and an opener for it.
+func testRepo(t *testing.T, wrap func(targets.Target) targets.Target) (string, Opener) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lt, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Init(t.Context(), lt, "pw", repo.Options{KDF: repo.FastKDF}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, func(ctx context.Context, _ string) (*repo.Repository, error) {
+		var tg targets.Target = lt
+		if wrap != nil {
+			tg = wrap(lt)
+		}
+		return repo.Open(ctx, tg, "pw", repo.Options{})
+	}
+}
+
+func loadConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "drctl.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// scrape reads the agent's metrics the way Prometheus does.
+func scrape(t *testing.T, url string) map[string]*model.Sample {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
+	out := map[string]*model.Sample{}
+	for {
+		var mf dto.MetricFamily
+		if err := dec.Decode(&mf); err != nil {
+			break
+		}
+		vec, err := expfmt.ExtractSamples(&expfmt.DecodeOptions{Timestamp: model.Now()}, &mf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range vec {
+			out[s.Metric.String()] = s
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no metrics scraped")
+	}
+	return out
+}
+
+func metric(t *testing.T, m map[string]*model.Sample, name string) float64 {
+	t.Helper()
+	s, ok := m[name]
+	if !ok {
+		var names []string
+		for k := range m {
+			if strings.HasPrefix(k, "drctl_") {
+				names = append(names, k)
+			}
+		}
+		t.Fatalf("no metric %s; have %v", name, names)
+	}
+	return float64(s.Value)
+}
+
+// TestAgentSchedules runs the agent with second-granular schedules over
+// an image file that changes and a running test guest: snapshots appear
+// on schedule, retention keeps exactly what the rules say, prune runs,
+// verify passes, the metrics endpoint reports sane values, and the agent
+// stops cleanly.
+func TestAgentSchedules(t *testing.T) {
+	vm, err := testvm.Start(t.Context(), t, testvm.Options{Mode: testvm.ModeScatter, ScatterRate: 20, Disks: []testvm.Disk{{Size: 16 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "files.img")
+	testimg.Write(t, img, 8<<20, 1)
+	dir, open := testRepo(t, nil)
+	cfg := loadConfig(t, fmt.Sprintf(`
+repository: %s
+agent:
+  prune: "*/5 * * * * *"
+  heartbeat: 1s
+vms:
+  files:
+    disks: [{path: %s}]
+    schedule: "* * * * * *"
+    rpo: 1h
+    keep: {last: 3}
+  guest:
+    qmp: %s
+    schedule: "*/2 * * * * *"
+    keep: {last: 2}
+`, dir, img, vm.QMPSocket()))
+	ag, err := New(Options{Config: cfg, Site: "primary", Host: "hv1", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), RPOCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ag.Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+
+	// The image keeps changing, as a running VM's would.
+	stopWrites := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := uint64(0); ; i++ {
+			select {
+			case <-stopWrites:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			testimg.Scatter(t, img, 5, 100+i)
+		}
+	}()
+	const runFor = 15 * time.Second
+	time.Sleep(runFor)
+	close(stopWrites)
+	wg.Wait()
+
+	m := scrape(t, srv.URL)
+	okFiles := metric(t, m, `drctl_vm_replications_total{result="ok", vm="files"}`)
+	okGuest := metric(t, m, `drctl_vm_replications_total{result="ok", vm="guest"}`)
+	t.Logf("in %v: files %v snapshots, guest %v", runFor, okFiles, okGuest)
+	if okFiles < 8 || okFiles > 16 {
+		t.Fatalf("files (every second) replicated %v times in %v", okFiles, runFor)
+	}
+	if okGuest < 4 || okGuest > 8 {
+		t.Fatalf("guest (every 2 s) replicated %v times in %v", okGuest, runFor)
+	}
+	if last := metric(t, m, `drctl_vm_last_success_timestamp_seconds{vm="files"}`); time.Since(time.Unix(int64(last), 0)) > 5*time.Second {
+		t.Fatalf("last success of files is %v old", time.Since(time.Unix(int64(last), 0)))
+	}
+	if rpo := metric(t, m, `drctl_vm_rpo_seconds{vm="files"}`); rpo < 0 || rpo > 5 {
+		t.Fatalf("rpo of files: %v s", rpo)
+	}
+	if v := metric(t, m, `drctl_vm_rpo_violated{vm="files"}`); v != 0 {
+		t.Fatal("RPO reported violated")
+	}
+	if n := metric(t, m, `drctl_vm_snapshots{vm="files"}`); n != 3 {
+		t.Fatalf("files keeps %v snapshots, want 3", n)
+	}
+	if n := metric(t, m, `drctl_vm_snapshots{vm="guest"}`); n != 2 {
+		t.Fatalf("guest keeps %v snapshots, want 2", n)
+	}
+	if metric(t, m, `drctl_repository_prunes_total{repository="`+dir+`", result="ok"}`) < 1 {
+		t.Fatal("no prune ran")
+	}
+	if metric(t, m, `drctl_vm_bytes_read_total{vm="guest"}`) <= 0 || metric(t, m, `drctl_vm_bytes_uploaded_total{vm="files"}`) <= 0 {
+		t.Fatal("byte counters did not move")
+	}
+	if resp, err := http.Get(srv.URL + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent did not stop within 30 s")
+	}
+	r, err := open(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for vmName, keep := range map[string]int{"files": 3, "guest": 2} {
+		refs, err := r.ListSnapshots(t.Context(), vmName)
+		// A run stopped between its commit and its retention leaves one more.
+		if err != nil || len(refs) < keep || len(refs) > keep+1 {
+			t.Fatalf("%s: %d snapshots after the agent stopped, want %d: %v", vmName, len(refs), keep, err)
+		}
+	}
+	rep, err := r.Verify(t.Context(), repo.VerifyOptions{ReadData: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify after prunes: %v %s", err, rep.Summary())
+	}
+	hb, err := os.ReadDir(filepath.Join(dir, "heartbeats", "primary"))
+	if err != nil || len(hb) != 2 {
+		t.Fatalf("heartbeats: %v %v", hb, err)
+	}
+}
+
+// TestAgentRPOAlert: the target fails for a while; the agent keeps
+// retrying, the RPO alert fires (webhook), and clears once replication
+// works again.
+func TestAgentRPOAlert(t *testing.T) {
+	var faulty *targets.Faulty
+	var mu sync.Mutex
+	dir, open := testRepo(t, func(tg targets.Target) targets.Target {
+		mu.Lock()
+		defer mu.Unlock()
+		faulty = targets.NewFaulty(tg)
+		return targets.NewRetry(faulty, targets.FastRetryOptions())
+	})
+	var alerts []Alert
+	var amu sync.Mutex
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a Alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		amu.Lock()
+		alerts = append(alerts, a)
+		amu.Unlock()
+	}))
+	defer hook.Close()
+	img := filepath.Join(t.TempDir(), "db.img")
+	testimg.Write(t, img, 1<<20, 2)
+	cfg := loadConfig(t, fmt.Sprintf(`
+repository: %s
+agent:
+  webhook: %s
+  prune: "off"
+vms:
+  db:
+    disks: [{path: %s}]
+    schedule: "* * * * * *"
+    rpo: 3s
+`, dir, hook.URL, img))
+	ag, err := New(Options{Config: cfg, Site: "primary", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), RPOCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	waitFor := func(what string, d time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	last := func() (Alert, int) {
+		amu.Lock()
+		defer amu.Unlock()
+		if len(alerts) == 0 {
+			return Alert{}, 0
+		}
+		return alerts[len(alerts)-1], len(alerts)
+	}
+	waitFor("a first snapshot", 10*time.Second, func() bool {
+		return testutilValue(ag, `drctl_vm_replications_total`, "db", "ok") >= 1
+	})
+	// The target goes down: every write fails.
+	mu.Lock()
+	rule := faulty.Add(targets.Fault{Ops: []targets.Op{targets.OpPut, targets.OpPutIfAbsent}})
+	mu.Unlock()
+	waitFor("the violated alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "violated" })
+	a, n := last()
+	if a.VM != "db" || a.Site != "primary" || a.TargetSeconds != 3 || a.RPOSeconds <= 3 || n != 1 {
+		t.Fatalf("alert: %+v (%d alerts)", a, n)
+	}
+	if testutilValue(ag, "drctl_vm_replications_total", "db", "error") < 1 || faulty.Fired(rule) < 5 {
+		t.Fatalf("no failed runs or retries while the target was down (fired %d)", faulty.Fired(rule))
+	}
+	// Back up: the next run commits and the alert clears.
+	mu.Lock()
+	faulty.Clear()
+	mu.Unlock()
+	waitFor("the recovered alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "recovered" })
+	if _, n := last(); n != 2 {
+		t.Fatalf("%d alerts, want violated then recovered", n)
+	}
+	cancel()
+	<-done
+}
+
+// testutilValue reads one counter of the agent's registry.
+func testutilValue(ag *Agent, name, vm, result string) float64 {
+	mfs, err := ag.Registry().Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["vm"] == vm && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

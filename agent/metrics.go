@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	reg           *prometheus.Registry
+	lastSuccess   *prometheus.GaugeVec
+	lastError     *prometheus.GaugeVec
+	rpo           *prometheus.GaugeVec
+	rpoTarget     *prometheus.GaugeVec
+	rpoViolated   *prometheus.GaugeVec
+	duration      *prometheus.GaugeVec
+	bytesRead     *prometheus.CounterVec
+	bytesUploaded *prometheus.CounterVec
+	runs          *prometheus.CounterVec
+	snapshots     *prometheus.GaugeVec
+	prunes        *prometheus.CounterVec
+	repoSize      *prometheus.GaugeVec
+	running       prometheus.Gauge
+	reloads       *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	vm := []string{"vm"}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_last_success_timestamp_seconds",
+			Help: "Time of the VM's newest committed snapshot."}, vm),
+		lastError: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_last_error_timestamp_seconds",
+			Help: "Time of the VM's last failed replication."}, vm),
+		rpo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_rpo_seconds",
+			Help: "Age of the VM's newest recovery point: the data a failover now would lose."}, vm),
+		rpoTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_rpo_target_seconds",
+			Help: "The VM's RPO target (0: none)."}, vm),
+		rpoViolated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_rpo_violated",
+			Help: "1 while the VM's newest recovery point is older than its RPO target."}, vm),
+		duration: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_snapshot_duration_seconds",
+			Help: "Wall time of the VM's last successful replication."}, vm),
+		bytesRead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_vm_bytes_read_total",
+			Help: "Bytes read from the VM's disks."}, vm),
+		bytesUploaded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_vm_bytes_uploaded_total",
+			Help: "New bytes stored in the repository for the VM (after dedup and compression)."}, vm),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_vm_replications_total",
+			Help: "Replication runs by result: ok, error, skipped (previous run still going), cancelled."}, []string{"vm", "result"}),
+		snapshots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_snapshots",
+			Help: "Snapshots of the VM kept after retention."}, vm),
+		prunes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_repository_prunes_total",
+			Help: "Prune runs by result."}, []string{"repository", "result"}),
+		repoSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_size_bytes",
+			Help: "Bytes stored in the repository's packs, as of the last prune or scan."}, []string{"repository"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drctl_agent_jobs_running",
+			Help: "Jobs holding a concurrency slot."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_agent_config_reloads_total",
+			Help: "Config reloads (SIGHUP) by result."}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.lastSuccess, m.lastError, m.rpo, m.rpoTarget, m.rpoViolated, m.duration, m.bytesRead, m.bytesUploaded,
+		m.runs, m.snapshots, m.prunes, m.repoSize, m.running, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// forget drops the series of a VM that left the config.
+func (m *metrics) forget(vm string) {
+	for _, g := range []*prometheus.GaugeVec{m.lastSuccess, m.lastError, m.rpo, m.rpoTarget, m.rpoViolated, m.duration, m.snapshots} {
+		g.DeleteLabelValues(vm)
+	}
+	for _, c := range []*prometheus.CounterVec{m.bytesRead, m.bytesUploaded} {
+		c.DeleteLabelValues(vm)
+	}
+	m.runs.DeletePartialMatch(prometheus.Labels{"vm": vm})
+}
+
+// ReloadResult counts a config reload (the caller validates and reloads).
+func (a *Agent) ReloadResult(err error) {
+	a.metrics.reloads.WithLabelValues(result(err)).Inc()
+}
