@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -109,7 +110,11 @@ func (a *app) agentOpener(cfg *config.Config) agent.Opener {
 		if rc.Password == "" {
 			return nil, fmt.Errorf("repository %s: %w (the agent cannot ask: set password_file: or DRCTL_PASSWORD_FILE)", rc.URL, errNoPassword)
 		}
-		return repo.Open(ctx, t, rc.Password, a.repoOptions())
+		r, err := repo.Open(ctx, t, rc.Password, a.repoOptions())
+		// The key derivation's 64 MiB are garbage now: give them back
+		// rather than carry them for the daemon's life.
+		debug.FreeOSMemory()
+		return r, err
 	}
 }
 
