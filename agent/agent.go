@@ -40,7 +40,10 @@ type Options struct {
 	Site   string
 	Host   string
 	Open   Opener
-	Logger *slog.Logger
+	// StateDir is where scheduled drills boot their replicas when neither
+	// the drill entry nor the plan says.
+	StateDir string
+	Logger   *slog.Logger
 	// RPOCheck is how often RPO targets are checked (default 10 s).
 	RPOCheck time.Duration
 	// HTTPClient posts webhooks (default: a client with a 10 s timeout).
@@ -250,8 +253,8 @@ func (a *Agent) RunOnce(ctx context.Context, prune bool) error {
 	var mu sync.Mutex
 	var failed []string
 	for _, j := range jobs {
-		if j.kind == jobPrune && !prune {
-			continue
+		if (j.kind == jobPrune && !prune) || j.kind == jobDrill {
+			continue // drills run on their schedule, or by drctl drill
 		}
 		wg.Add(1)
 		go func() {

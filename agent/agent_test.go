@@ -21,6 +21,7 @@ import (
 	"github.com/drctl/drctl/config"
 	"github.com/drctl/drctl/internal/testimg"
 	"github.com/drctl/drctl/internal/testvm"
+	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
 	"github.com/drctl/drctl/targets/local"
@@ -320,7 +321,14 @@ vms:
 	<-done
 }
 
-// testutilValue reads one counter of the agent's registry.
+// replicateFile takes a snapshot of an image file.
+func replicateFile(t *testing.T, r *repo.Repository, vm, img string) (*repo.Snapshot, error) {
+	t.Helper()
+	return replicate.Run(t.Context(), r, replicate.Options{VM: vm, Disks: []replicate.Disk{{Path: img}}})
+}
+
+// testutilValue reads one counter of the agent's registry; vm matches
+// the vm or plan label ("" = any).
 func testutilValue(ag *Agent, name, vm, result string) float64 {
 	mfs, err := ag.Registry().Gather()
 	if err != nil {
@@ -335,7 +343,7 @@ func testutilValue(ag *Agent, name, vm, result string) float64 {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["vm"] == vm && labels["result"] == result {
+			if (vm == "" || labels["vm"] == vm || labels["plan"] == vm) && labels["result"] == result {
 				return m.GetCounter().GetValue()
 			}
 		}
@@ -348,4 +356,44 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestAgentScheduledDrill: a drill in the config runs on its schedule,
+// leaves its record in the repository and reports in the metrics.
+func TestAgentScheduledDrill(t *testing.T) {
+	dir, open := testRepo(t, nil)
+	img := filepath.Join(t.TempDir(), "db.img")
+	testimg.Write(t, img, 1<<20, 3)
+	r, err := open(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replicateFile(t, r, "db", img); err != nil {
+		t.Fatal(err)
+	}
+	planFile := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(planFile, []byte("name: nightly\naccel: tcg\ngroups: [{name: g, vms: [{vm: db, memory_mib: 64}]}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadConfig(t, fmt.Sprintf("repository: %s\nagent: {prune: \"off\"}\ndrills:\n  - plan: %s\n    schedule: \"*/3 * * * * *\"\n", dir, planFile))
+	ag, err := New(Options{Config: cfg, Site: "dr", Open: open, StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutilValue(ag, "drctl_drills_total", "", "passed") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no drill passed within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	refs, err := os.ReadDir(filepath.Join(dir, "drills", "nightly"))
+	if err != nil || len(refs) < 1 {
+		t.Fatalf("drill records: %v %v", refs, err)
+	}
 }

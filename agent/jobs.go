@@ -13,6 +13,8 @@ import (
 	"github.com/drctl/drctl/config"
 	"github.com/drctl/drctl/fence"
 	"github.com/drctl/drctl/internal/qmp"
+	"github.com/drctl/drctl/recovery/failover"
+	"github.com/drctl/drctl/recovery/plan"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
 )
@@ -23,6 +25,7 @@ const (
 	jobVM jobKind = iota
 	jobGroup
 	jobPrune
+	jobDrill
 )
 
 // job is one schedulable unit: a VM, a consistency group, or the prune of
@@ -34,6 +37,7 @@ type job struct {
 	schedule   cron.Schedule
 	repository string
 	vms        []string // VM names (one for jobVM)
+	drill      config.Drill
 	cfg        *config.Config
 	active     bool // running or waiting for a slot; guarded by a.mu
 }
@@ -86,6 +90,14 @@ func (a *Agent) buildJobs(cfg *config.Config) (map[string]*job, error) {
 		}
 		jobs[name] = &job{a: a, name: name, kind: jobVM, schedule: sched, repository: vm.Repository, vms: []string{name}, cfg: cfg}
 	}
+	for _, d := range cfg.Drills {
+		sched, err := config.ParseSchedule(d.Schedule)
+		if err != nil {
+			return nil, fmt.Errorf("drill of %s: schedule: %w", d.Plan, err)
+		}
+		name := "drill:" + d.Plan
+		jobs[name] = &job{a: a, name: name, kind: jobDrill, schedule: sched, repository: repoOf(cfg, config.VM{Repository: d.Repository}), drill: d, cfg: cfg}
+	}
 	if s := cfg.Agent.PruneSchedule(); s != "" {
 		sched, err := config.ParseSchedule(s)
 		if err != nil {
@@ -112,6 +124,8 @@ func (j *job) run(ctx context.Context) error {
 	switch j.kind {
 	case jobPrune:
 		return j.prune(ctx)
+	case jobDrill:
+		return j.runDrill(ctx)
 	case jobGroup:
 		return j.replicateGroup(ctx)
 	}
@@ -239,6 +253,59 @@ func repoOf(cfg *config.Config, vm config.VM) string {
 		return cfg.Repository
 	}
 	return vm.Repository
+}
+
+// runDrill runs a scheduled DR drill. The plan is read at each run, so
+// edits to it need no reload.
+func (j *job) runDrill(ctx context.Context) error {
+	a := j.a
+	p, err := plan.Load(j.drill.Plan)
+	if err != nil {
+		a.metrics.drills.WithLabelValues(j.drill.Plan, "error").Inc()
+		a.log.Error("drill: the plan cannot be read", "plan", j.drill.Plan, "err", err)
+		return err
+	}
+	if p.Site == "" {
+		p.Site = a.opts.Site
+	}
+	dir := j.drill.StateDir
+	if dir == "" {
+		dir = p.StateDir
+	}
+	if dir == "" {
+		dir = a.opts.StateDir
+	}
+	r, err := a.repos.get(ctx, j.repository)
+	if err != nil {
+		a.metrics.drills.WithLabelValues(p.Name, "error").Inc()
+		a.log.Error("drill: cannot open the repository", "plan", p.Name, "err", err)
+		return err
+	}
+	a.log.Info("drill started", "plan", p.Name)
+	d, err := failover.Drill(ctx, r, failover.DrillOptions{Plan: p, Site: p.Site, Host: a.opts.Host, StateDir: dir, Logger: a.log})
+	if d == nil {
+		a.metrics.drills.WithLabelValues(p.Name, "error").Inc()
+		a.log.Error("drill could not run", "plan", p.Name, "err", err)
+		return err
+	}
+	res := "failed"
+	if d.Passed {
+		res = "passed"
+	}
+	a.metrics.drills.WithLabelValues(p.Name, res).Inc()
+	a.metrics.drillPassed.WithLabelValues(p.Name).Set(map[bool]float64{false: 0, true: 1}[d.Passed])
+	a.metrics.drillTime.WithLabelValues(p.Name).Set(float64(d.Started.UnixNano()) / 1e9)
+	var rto float64
+	for _, v := range d.VMs {
+		rto = max(rto, v.RTOSeconds)
+	}
+	a.metrics.drillRTO.WithLabelValues(p.Name).Set(rto)
+	if d.Passed {
+		a.log.Info("drill passed", "plan", p.Name, "drill", d.ID, "max_rto_s", rto)
+		return nil
+	}
+	a.log.Error("drill failed", "plan", p.Name, "drill", d.ID, "err", err)
+	return fmt.Errorf("drill %s of plan %s failed: %w", d.ID, p.Name, err)
 }
 
 func result(err error) string {

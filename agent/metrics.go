@@ -21,6 +21,10 @@ type metrics struct {
 	prunes        *prometheus.CounterVec
 	repoSize      *prometheus.GaugeVec
 	running       prometheus.Gauge
+	drills        *prometheus.CounterVec
+	drillPassed   *prometheus.GaugeVec
+	drillTime     *prometheus.GaugeVec
+	drillRTO      *prometheus.GaugeVec
 	reloads       *prometheus.CounterVec
 }
 
@@ -54,11 +58,19 @@ func newMetrics() *metrics {
 			Help: "Bytes stored in the repository's packs, as of the last prune or scan."}, []string{"repository"}),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drctl_agent_jobs_running",
 			Help: "Jobs holding a concurrency slot."}),
+		drills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_drills_total",
+			Help: "Scheduled DR drills by result: passed, failed, error (could not run)."}, []string{"plan", "result"}),
+		drillPassed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_drill_passed",
+			Help: "1 if the plan's last drill passed."}, []string{"plan"}),
+		drillTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_drill_last_timestamp_seconds",
+			Help: "Start of the plan's last drill."}, []string{"plan"}),
+		drillRTO: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_drill_rto_seconds",
+			Help: "Longest RTO of a VM in the plan's last drill."}, []string{"plan"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_agent_config_reloads_total",
 			Help: "Config reloads (SIGHUP) by result."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.lastSuccess, m.lastError, m.rpo, m.rpoTarget, m.rpoViolated, m.duration, m.bytesRead, m.bytesUploaded,
-		m.runs, m.snapshots, m.prunes, m.repoSize, m.running, m.reloads,
+		m.runs, m.snapshots, m.prunes, m.repoSize, m.running, m.reloads, m.drills, m.drillPassed, m.drillTime, m.drillRTO,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -104,11 +104,37 @@ func ParsePackHeader(c *Codec, pack []byte) ([]PackedBlob, error) {
 		return nil, fmt.Errorf("pack of %d bytes is too short: %w", len(pack), ErrCorruptPack)
 	}
 	hlen := int(binary.LittleEndian.Uint32(pack[len(pack)-packTrailerSize:]))
-	hstart := len(pack) - packTrailerSize - hlen
-	if hlen < Overhead || hstart < 0 {
+	if hlen+packTrailerSize > len(pack) {
 		return nil, fmt.Errorf("pack header length %d does not fit a %d-byte pack: %w", hlen, len(pack), ErrCorruptPack)
 	}
-	hdr, err := c.key.Open(nil, pack[hstart:len(pack)-packTrailerSize])
+	return ParsePackTail(c, pack[len(pack)-packTrailerSize-hlen:], int64(len(pack)))
+}
+
+// PackTailLen returns, from a pack's last PackTrailerSize bytes, how many
+// bytes at its end ParsePackTail needs: a pack's blob list can be read
+// with two small range reads instead of the whole pack.
+func PackTailLen(trailer []byte) (int, error) {
+	if len(trailer) != packTrailerSize {
+		return 0, fmt.Errorf("pack trailer of %d bytes: %w", len(trailer), ErrCorruptPack)
+	}
+	return int(binary.LittleEndian.Uint32(trailer)) + packTrailerSize, nil
+}
+
+// PackTrailerSize is the size of the trailer that ends every pack.
+const PackTrailerSize = packTrailerSize
+
+// ParsePackTail reads a pack's header from the pack's last bytes (header
+// and trailer, as PackTailLen measured) and the pack's size.
+func ParsePackTail(c *Codec, tail []byte, packSize int64) ([]PackedBlob, error) {
+	if len(tail) < packTrailerSize+Overhead || int64(len(tail)) > packSize {
+		return nil, fmt.Errorf("pack tail of %d bytes (pack of %d): %w", len(tail), packSize, ErrCorruptPack)
+	}
+	hlen := int(binary.LittleEndian.Uint32(tail[len(tail)-packTrailerSize:]))
+	if hlen < Overhead || hlen+packTrailerSize != len(tail) {
+		return nil, fmt.Errorf("pack header length %d does not fit a %d-byte tail: %w", hlen, len(tail), ErrCorruptPack)
+	}
+	hstart := packSize - int64(len(tail))
+	hdr, err := c.key.Open(nil, tail[:hlen])
 	if err != nil {
 		return nil, fmt.Errorf("open pack header: %w", err)
 	}
@@ -124,7 +150,7 @@ func ParsePackHeader(c *Codec, pack []byte) ([]PackedBlob, error) {
 		b.Offset = binary.LittleEndian.Uint32(hdr[33:])
 		b.Length = binary.LittleEndian.Uint32(hdr[37:])
 		b.RawLength = binary.LittleEndian.Uint32(hdr[41:])
-		if uint64(b.Offset)+uint64(b.Length) > uint64(hstart) {
+		if int64(b.Offset)+int64(b.Length) > hstart {
 			return nil, fmt.Errorf("blob %s overlaps the pack header: %w", b.ID.Short(), ErrCorruptPack)
 		}
 		blobs = append(blobs, b)

@@ -77,6 +77,8 @@ type Config struct {
 	Site string
 	// Agent configures `drctl agent`.
 	Agent Agent
+	// Drills are DR drills the agent runs on schedules.
+	Drills []Drill
 	// Warnings are problems that do not stop drctl, such as a password
 	// stored in a file others can read. The caller should log them.
 	Warnings []string
@@ -93,6 +95,10 @@ type RepositoryConfig struct {
 	AccessKeyID     string `yaml:"access_key_id"`
 	SecretAccessKey string `yaml:"secret_access_key"`
 	Region          string `yaml:"region"`
+
+	// ObjectLock asks for S3 Object Lock retention (repository.go);
+	// nil: none.
+	ObjectLock *ObjectLock `yaml:"object_lock"`
 }
 
 // VM is one entry of vms: in drctl.yaml.
@@ -148,6 +154,7 @@ type fileConfig struct {
 	LogLevel     string                      `yaml:"log_level"`
 	Site         string                      `yaml:"site"`
 	Agent        Agent                       `yaml:"agent"`
+	Drills       []Drill                     `yaml:"drills"`
 }
 
 // overrides are the DRCTL_* environment values Load read.
@@ -283,14 +290,14 @@ func (c *Config) readFile(file string) error {
 	var fc fileConfig
 	d := &decoder{p: c.problems}
 	if root.Kind != yaml.MappingNode && !isNull(root) {
-		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:, agent:), got %s", describe(root))
+		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:, agent:, drills:), got %s", describe(root))
 		return d.p.err()
 	}
 	d.decode(root, "", reflect.ValueOf(&fc).Elem())
 	if err := d.p.err(); err != nil {
 		return err
 	}
-	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site, c.Agent = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site, fc.Agent
+	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site, c.Agent, c.Drills = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site, fc.Agent, fc.Drills
 	c.warnSecrets(file)
 	return nil
 }

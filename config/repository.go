@@ -25,6 +25,47 @@ type Repository struct {
 	AccessKeyID     string
 	SecretAccessKey string
 	Region          string
+	// ObjectLock is the entry's object_lock with Mode in upper case, as
+	// S3 spells it (GOVERNANCE, COMPLIANCE); nil when none is set.
+	ObjectLock *ObjectLock
+}
+
+// ObjectLock is object_lock: of a repository: new immutable objects
+// (config, keys, packs, index files, snapshots) are written with S3
+// Object Lock retention for Days, so that nobody holding the
+// repository's credentials can delete them sooner.
+type ObjectLock struct {
+	// Mode is governance or compliance (any case).
+	Mode string `yaml:"mode"`
+	Days int    `yaml:"days"`
+}
+
+// maxLockDays is S3's limit of a retention period, 100 years.
+const maxLockDays = 36500
+
+// validateObjectLock checks object_lock of repository key, entry r.
+func (c *Config) validateObjectLock(key string, r RepositoryConfig) {
+	l := r.ObjectLock
+	if l == nil {
+		return
+	}
+	p, key := c.problems, key+".object_lock"
+	switch strings.ToLower(l.Mode) {
+	case "governance", "compliance":
+	case "":
+		p.addf(key+".mode", "missing: set governance (a user allowed s3:BypassGovernanceRetention can still delete early) or compliance (nobody can, not even the account root)")
+	default:
+		p.addf(key+".mode", "%q is not an object lock mode: use governance or compliance", l.Mode)
+	}
+	switch {
+	case l.Days == 0:
+		p.addf(key+".days", "missing: set how many days new objects stay locked, longer than an attack could go unnoticed, e.g. days: 30")
+	case l.Days < 0 || l.Days > maxLockDays:
+		p.addf(key+".days", "%d is not between 1 and %d (100 years): set the number of days new objects stay locked", l.Days, maxLockDays)
+	}
+	if r.URL != "" && !strings.HasPrefix(r.URL, "s3:") {
+		p.addf(key, "set for %s, which is not an S3 bucket: object lock needs an S3 bucket with Object Lock enabled; use an s3: URL or remove object_lock", r.URL)
+	}
 }
 
 // maxPasswordFile bounds what a password file may hold, so that pointing
@@ -53,6 +94,9 @@ func (c *Config) ResolveRepository(nameOrURL string) (Repository, error) {
 		ref = ""
 	}
 	r := Repository{Name: ref, URL: rc.URL, AccessKeyID: rc.AccessKeyID, SecretAccessKey: rc.SecretAccessKey, Region: rc.Region}
+	if l := rc.ObjectLock; l != nil {
+		r.ObjectLock = &ObjectLock{Mode: strings.ToUpper(l.Mode), Days: l.Days}
+	}
 	var err error
 	r.Password, r.PasswordSource, err = c.password(ref, rc)
 	if err != nil {

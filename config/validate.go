@@ -47,6 +47,7 @@ func (c *Config) validate() error {
 		c.validateVM(name, vm, diskOwner)
 	}
 	c.validateAgent()
+	c.validateDrills()
 	return c.problems.err()
 }
 
@@ -67,6 +68,7 @@ func (c *Config) validateRepository(name string, r RepositoryConfig) {
 	if (r.AccessKeyID == "") != (r.SecretAccessKey == "") {
 		p.addf(key, "access_key_id and secret_access_key go together: set both, or neither to use the AWS default credentials (environment, ~/.aws, instance role)")
 	}
+	c.validateObjectLock(key, r)
 }
 
 // checkRepositoryRef checks a repository reference written in the file:
@@ -189,6 +191,7 @@ func (c *Config) resolvePaths() {
 		c.Repositories[name] = r
 	}
 	c.Repository = c.resolveRef(dir, c.Repository)
+	c.resolveDrillPaths(dir)
 	for name, vm := range c.VMs {
 		for i := range vm.Disks {
 			vm.Disks[i].Path = c.absPath(dir, vm.Disks[i].Path)

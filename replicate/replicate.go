@@ -301,7 +301,7 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 	for _, j := range jobs {
 		opts.Counters.BytesTotal.Add(j.size)
 	}
-	w, err := r.NewWriter(ctx)
+	w, err := r.NewWriter(ctx, "replicate "+opts.VM)
 	if err != nil {
 		return nil, err
 	}
@@ -333,9 +333,12 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 	// while the disks were read. (One that lands between this check and
 	// the commit is harmless: it pinned its recovery point already.)
 	if err := opts.checkFence(ctx); err != nil {
+		w.Abort()
 		return nil, err
 	}
-	if err := r.SaveSnapshot(ctx, snap); err != nil {
+	// Commit writes the manifest while the writer's lease still keeps
+	// prune from deleting what it deduplicated against, then releases it.
+	if err := w.Commit(ctx, snap); err != nil {
 		return nil, err
 	}
 	return snap, nil

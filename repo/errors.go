@@ -13,4 +13,9 @@ var (
 	ErrNoSnapshot         = errors.New("no such snapshot")
 	ErrDamaged            = errors.New("repository data is damaged")
 	ErrUnsupported        = errors.New("repository format not supported by this drctl")
+	// ErrLeaseLost: a writer could not renew its lease in time, so a prune
+	// may already treat it as dead; it must not commit.
+	ErrLeaseLost = errors.New("writer lease lost")
+	// ErrPruneRunning: another prune holds a lease on the repository.
+	ErrPruneRunning = errors.New("another prune is running")
 )

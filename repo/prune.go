@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,23 +19,30 @@ import (
 
 // Prune defaults.
 const (
-	// DefaultPruneGrace is how old a pack must be before prune may delete
-	// or rewrite it: a younger pack may belong to a replication that has
-	// not committed its manifest yet.
+	// DefaultPruneGrace is how old a pack must be before prune may condemn
+	// it. Leases protect the packs of the writers that take them; the
+	// grace period also covers writers that do not (older versions).
 	DefaultPruneGrace = time.Hour
 	// DefaultMaxUnusedFraction is the share of unused bytes above which a
 	// partly used pack is repacked.
 	DefaultMaxUnusedFraction = 0.2
 	// DefaultBlobsPerIndexFile bounds the index files prune writes.
 	DefaultBlobsPerIndexFile = 50000
+	// DefaultPruneWaitTimeout bounds how long PruneOptions.Wait waits for
+	// leases: two TTLs, by when every writer that was running has either
+	// finished a normal run or been presumed dead.
+	DefaultPruneWaitTimeout = 2 * DefaultLeaseTTL
+	// DefaultPrunePollInterval is how often a waiting prune reads the
+	// leases again.
+	DefaultPrunePollInterval = 10 * time.Second
 )
 
 // PruneOptions tune Prune. The zero value is the safe default.
 type PruneOptions struct {
 	// Grace is the minimum age (by the target's modification time) of a
-	// pack that prune deletes or repacks. 0 means DefaultPruneGrace; a
-	// negative value means no grace at all, which is only safe when no
-	// other writer can be running (and in tests).
+	// pack that prune condemns. 0 means DefaultPruneGrace; a negative
+	// value means no grace at all: leases still protect running writers
+	// (tests use it to make races bite).
 	Grace time.Duration
 	// MaxUnusedFraction: a pack whose unused bytes exceed this share is
 	// repacked. 0 means DefaultMaxUnusedFraction; a negative value means
@@ -44,6 +52,17 @@ type PruneOptions struct {
 	BlobsPerIndexFile int
 	// DryRun plans and reports without changing anything.
 	DryRun bool
+	// Wait makes prune, once it has marked, wait for the leases that
+	// block the sweep to end or expire, and sweep in the same call. By
+	// default prune sweeps what no lease blocks and leaves the rest to
+	// the next prune.
+	Wait bool
+	// WaitTimeout bounds Wait (0: DefaultPruneWaitTimeout). When it runs
+	// out, prune sweeps what it can, as without Wait.
+	WaitTimeout time.Duration
+	// PollInterval is how often a waiting prune looks at the leases (0:
+	// DefaultPrunePollInterval).
+	PollInterval time.Duration
 }
 
 func (o *PruneOptions) fill() {
@@ -62,6 +81,12 @@ func (o *PruneOptions) fill() {
 	if o.BlobsPerIndexFile <= 0 {
 		o.BlobsPerIndexFile = DefaultBlobsPerIndexFile
 	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = DefaultPruneWaitTimeout
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPrunePollInterval
+	}
 }
 
 // PruneResult says what Prune did (or, in a dry run, would do).
@@ -79,16 +104,32 @@ type PruneResult struct {
 	BytesUnused    int64 `json:"bytes_unused"` // stored bytes of unused blobs and duplicate copies before prune
 	DuplicateBlobs int   `json:"duplicate_blobs"`
 
-	PacksDeleted       int   `json:"packs_deleted"`        // indexed packs with nothing in use
-	UnindexedDeleted   int   `json:"unindexed_deleted"`    // packs no index lists
-	PacksRepacked      int   `json:"packs_repacked"`       // partly used packs rewritten
+	// Mark: what this run condemned.
+	PacksCondemned     int   `json:"packs_condemned"`      // packs put in this run's condemned record
+	PacksRepacked      int   `json:"packs_repacked"`       // partly used packs whose used blobs this run copied
 	PacksWritten       int   `json:"packs_written"`        // new packs holding the repacked blobs
 	BlobsRepacked      int   `json:"blobs_repacked"`       // blobs copied into new packs
 	BytesRepacked      int64 `json:"bytes_repacked"`       // stored bytes copied
 	PacksKeptFresh     int   `json:"packs_kept_fresh"`     // would go, but younger than the grace period
 	UnindexedKeptFresh int   `json:"unindexed_kept_fresh"` // unindexed, younger than the grace period
-	PacksRescued       int   `json:"packs_rescued"`        // kept because a snapshot committed during prune uses them
-	BytesFreed         int64 `json:"bytes_freed"`
+
+	// Sweep: what this run deleted, of its own record and earlier ones.
+	PacksDeleted     int   `json:"packs_deleted"`     // indexed packs with nothing in use
+	RepackedDeleted  int   `json:"repacked_deleted"`  // packs whose used blobs a repack copied
+	UnindexedDeleted int   `json:"unindexed_deleted"` // packs no index lists
+	PacksRescued     int   `json:"packs_rescued"`     // condemned, but kept: a snapshot committed meanwhile uses them
+	BytesFreed       int64 `json:"bytes_freed"`
+	RecordsSwept     int   `json:"records_swept"` // condemned records done with
+
+	// What waits for a later prune, and why.
+	RecordsWaiting int         `json:"records_waiting"`
+	PacksWaiting   int         `json:"packs_waiting"`
+	BytesWaiting   int64       `json:"bytes_waiting"`
+	LeasesBlocking []LeaseInfo `json:"leases_blocking,omitempty"`
+	LeasesExpired  int         `json:"leases_expired"` // leases of dead writers removed
+	// ObjectsLocked counts deletes refused by S3 Object Lock retention:
+	// those objects stay until it ends, and a later prune retries them.
+	ObjectsLocked int `json:"objects_locked"`
 
 	IndexFilesBefore int `json:"index_files_before"`
 	IndexFilesAfter  int `json:"index_files_after"`
@@ -107,102 +148,126 @@ type packPlan struct {
 	needed []int32 // blobs to copy (repack)
 }
 
+// condemnation is a condemned record prune knows.
+type condemnation struct {
+	name string
+	rec  *condemnedRecord
+}
+
+// pruneState is what one prune run has learnt.
+type pruneState struct {
+	fi        *fullIndex
+	listed    map[chunk.ID]targets.ObjectInfo
+	records   []*condemnation
+	u         *usage
+	known     map[string]bool // snapshot keys read in step 1
+	newPacks  []chunk.IndexPack
+	markFiles []string // index files listing newPacks
+	written   int64    // bytes of newPacks
+}
+
 // Prune removes what no snapshot uses: packs whose blobs are all unused,
 // packs left unindexed by interrupted runs, and the unused parts of packs
 // that are mostly unused (by copying their used blobs into new packs).
 //
-// It takes no repository-wide lock, so replications may run meanwhile.
+// Replications run meanwhile, without a repository lock. Each holds a
+// lease (leases/<id>, see NewWriter) taken before it loads the index; the
+// lease names the condemned records that existed then, which the writer
+// honours: it stores again, rather than deduplicates against, a blob
+// that a record condemns (unless a copy outside condemned packs exists).
+// Prune works in two phases, mark and sweep; the sweep of a record waits
+// until no live lease fails to name it, i.e. until every writer that could
+// have deduplicated against its packs has committed or died.
+//
 // The steps, and why a crash at any point leaves a repository in which
 // every committed snapshot is complete:
 //
-//  1. List and read every index file, list the packs, read every snapshot
-//     and every map page: the used set (data blobs, map and digest pages).
+//  0. Take a prune lease; refuse if another prune holds a live one (two
+//     prunes would delete each other's index files).
+//  1. Read the condemned records; list the snapshots, then read every
+//     index file (which therefore covers every snapshot listed), list the
+//     packs, read the snapshots and their map pages: the used set.
 //  2. Plan. A pack whose blobs are all unused goes; an unindexed pack
 //     goes; a pack with a mix goes after its used blobs are copied if its
 //     unused share exceeds MaxUnusedFraction. A blob stored twice keeps one
-//     copy. A pack younger than Grace is never touched.
-//  3. Upload the new packs (repacked blobs). A crash here leaves unindexed
-//     packs, which the next prune removes: nothing references them.
-//  4. Write new index files (create-only, new names) covering every kept
-//     pack and the new packs. A crash here leaves old and new index files
-//     side by side: every blob is indexed at least once, some twice, which
-//     readers handle (first location wins; all copies exist).
-//  5. List the snapshots again; if one committed since step 1 uses a blob
-//     that only a pack about to be deleted holds, keep that pack and index
-//     it in one more index file.
-//  6. Delete the old index files read in step 1 (never ones written since by
-//     other writers). A crash or failure here leaves some old files; they
-//     only list packs that still exist, since no pack is deleted yet; so
-//     prune stops at the first failure.
-//  7. Delete the dropped packs. By now no index file lists them, so a
-//     crash here leaves only unindexed packs.
+//     copy. A pack younger than Grace, or already in a record, is left out.
+//  3. Mark: upload the new packs (repacked blobs) and index them in a new
+//     index file, then write the record condemned/<name> listing the packs
+//     to delete and the blobs that go with them. Nothing is deleted. A
+//     crash before the record leaves unindexed or extra indexed copies;
+//     after it, a record that any later prune sweeps.
+//  4. Sweep, for every record (this run's and earlier ones) that no live
+//     lease blocks. A lease blocks a record it does not name, unless it
+//     has expired: not renewed for its TTL, by the target's clock (the
+//     modification time of prune's own lease, just renewed). With Wait,
+//     prune polls until nothing blocks or the wait times out.
+//     a. List the snapshots again, after the lease check: every writer
+//     that could use a condemned blob has committed or died by now. A pack of a
+//     record that holds a blob a snapshot uses, with no copy outside the
+//     swept packs, is rescued (kept, and stays indexed); an unindexed pack
+//     that an index file now lists is rescued too.
+//     b. Write new index files (create-only, new names) covering every
+//     indexed pack but the swept ones, and the new packs. A crash leaves
+//     old and new files side by side: every blob indexed at least once.
+//     c. Delete the index files read in step 1 and those of step 3 (never
+//     newer ones). A crash or failure leaves some old files; they list
+//     only packs that still exist; prune stops at the first failure.
+//     d. Delete the swept packs. By now no index file lists them; a crash
+//     leaves unindexed packs that the record still names.
+//     e. Delete the records, once all their packs are gone (a rescued
+//     pack becomes an ordinary one). A record left by a crash names packs
+//     already gone, which the next sweep skips.
 //
-// What the grace period and step 5 do not cover: a replication that loaded
-// the index before step 6 may deduplicate a new blob against an old copy
-// in a pack prune deletes in step 7, and commit its manifest after step 5.
-// That snapshot then references a missing blob (verify reports it). The
-// window is the duration of one replication, provided each replication
-// loads the index afresh: a long-lived Repository handle caches its index
-// (Index loads it once), so a handle opened before a prune by another
-// process deduplicates against deleted packs until it reloads. Closing the
-// window needs a lease that prune waits out (replications register before
-// loading the index), which is later work. Two prunes must not run at once.
+// A snapshot committed after 4a comes from a writer whose lease named the
+// record, so it references no blob that only the swept packs held. The
+// writer enforces its side: it stops, and refuses to commit, once it could
+// not renew its lease for five sixths of the TTL (a prune waits a full
+// TTL), so an expired lease is a dead or fenced-off writer.
+//
+// A replication reuses its parent snapshot's blobs without asking the
+// index; that is safe because forget always keeps a VM's newest snapshot,
+// provided one VM is replicated by one writer at a time.
 //
 // When nothing is to be removed but the index is spread over more files
-// than needed, prune still rewrites it (steps 4 and 6). At the end the
-// handle's cached index is dropped (ReloadIndex): do not run Prune on a
-// handle with an open Writer.
+// than needed, prune still rewrites it (4b, 4c). At the end the handle's
+// cached index is dropped (ReloadIndex); running Writers keep theirs.
 func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult, error) {
 	opts.fill()
 	var res PruneResult
 	res.DryRun = opts.DryRun
 	now := time.Now()
 
+	// 0. Exclude other prunes, and keep the lease fresh: a prune that lost
+	// it stops, since another may have started.
+	var own *heldLease
+	if !opts.DryRun {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		var err error
+		if own, err = r.takePruneLease(ctx); err != nil {
+			return res, err
+		}
+		defer func() {
+			if err := own.release(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("prune: could not release its lease (it expires)", "err", err)
+			}
+		}()
+		own.keep(ctx, func(err error) { cancel(err) })
+	}
+
 	// 1. What exists and what is used.
-	fi, bad, err := r.loadFullIndex(ctx, nil)
+	st, err := r.pruneScan(ctx, &res, opts.DryRun)
 	if err != nil {
 		return res, err
 	}
-	if len(bad) > 0 {
-		return res, fmt.Errorf("prune: index file %s cannot be read (%v): %w; run drctl verify, prune will not run on a damaged index", bad[0].key, bad[0].err, ErrDamaged)
-	}
-	if len(fi.conflicts) > 0 {
-		return res, fmt.Errorf("prune: index files disagree: %s: %w", fi.conflicts[0], ErrDamaged)
-	}
-	listed, _, err := r.listPacks(ctx)
-	if err != nil {
-		return res, err
-	}
-	for id, p := range fi.packs {
-		oi, ok := listed[id]
-		if !ok {
-			return res, fmt.Errorf("prune: pack %s is indexed but missing: %w; run drctl verify", id.Short(), ErrDamaged)
-		}
-		if oi.Size != int64(p.Size) {
-			return res, fmt.Errorf("prune: pack %s has %d bytes, the index says %d: %w; run drctl verify", id.Short(), oi.Size, p.Size, ErrDamaged)
+	fi, listed := st.fi, st.listed
+	condemnedBy := map[chunk.ID]bool{}
+	for _, c := range st.records {
+		for _, p := range c.rec.Packs {
+			condemnedBy[p.ID] = true
 		}
 	}
-	res.IndexFilesBefore = len(fi.files)
-	res.PacksBefore = len(listed)
-	for _, oi := range listed {
-		res.BytesBefore += oi.Size
-	}
-	refs, err := r.ListSnapshots(ctx, "")
-	if err != nil {
-		return res, err
-	}
-	u := &usage{r: r, used: map[chunk.ID]struct{}{}, pages: map[chunk.ID]struct{}{}}
-	known := map[string]bool{}
-	for _, ref := range refs {
-		known[ref.Key] = true
-	}
-	n, err := u.addSnapshots(ctx, refs, func(id chunk.ID) []blobPos { return fi.locations(id) })
-	if err != nil {
-		return res, fmt.Errorf("prune: %w", err)
-	}
-	res.Snapshots = n
-	res.BlobsUsed = len(u.used)
-	res.DuplicateBlobs = len(fi.dups)
 
 	// 2. Plan.
 	// A pack whose age the target does not tell counts as fresh.
@@ -215,7 +280,7 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 		var used, total int64
 		for _, b := range p.Blobs {
 			total += int64(b.Length)
-			if _, ok := u.used[b.ID]; ok {
+			if _, ok := st.u.used[b.ID]; ok {
 				used += int64(b.Length)
 			}
 		}
@@ -224,8 +289,11 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 		}
 	}
 	// A blob stored twice keeps the copy in the pack most likely to stay
-	// as it is: a fresh one, else the most used one.
+	// as it is: one not condemned, a fresh one, else the most used one.
 	better := func(a, b *idxPack) bool {
+		if ca, cb := condemnedBy[a.ID], condemnedBy[b.ID]; ca != cb {
+			return cb
+		}
 		if fa, fb := fresh(a.ID), fresh(b.ID); fa != fb {
 			return fa
 		}
@@ -247,12 +315,15 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 	unusedBlobs := map[chunk.ID]struct{}{}
 	var plans []*packPlan
 	for _, p := range fi.sortedPacks() {
+		if condemnedBy[p.ID] {
+			continue // an earlier mark covers it; its sweep decides
+		}
 		pl := &packPlan{p: p}
 		plans = append(plans, pl)
 		var neededBytes, unusedBytes int64
 		seen := map[chunk.ID]bool{}
 		for i, b := range p.Blobs {
-			_, used := u.used[b.ID]
+			_, used := st.u.used[b.ID]
 			if used && !seen[b.ID] && (len(fi.dups[b.ID]) == 0 || keeper(b.ID) == p) {
 				seen[b.ID] = true
 				pl.needed = append(pl.needed, int32(i))
@@ -285,7 +356,7 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 	res.BlobsUnused = len(unusedBlobs)
 	var unindexed []targets.ObjectInfo
 	for id, oi := range listed {
-		if _, ok := fi.packs[id]; ok {
+		if _, ok := fi.packs[id]; ok || condemnedBy[id] {
 			continue
 		}
 		if fresh(id) {
@@ -296,186 +367,524 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 	}
 	sort.Slice(unindexed, func(i, j int) bool { return unindexed[i].Key < unindexed[j].Key })
 
-	var keptPacks []chunk.IndexPack
-	var doomed []*idxPack
+	rec := &condemnedRecord{Version: 1, Prune: r.opts.WriterID, Created: now.UTC()}
 	var repack []*packPlan
-	var blobsKept int
 	for _, pl := range plans {
 		switch pl.fate {
-		case packKeep:
-			keptPacks = append(keptPacks, chunk.IndexPack{ID: pl.p.ID, Size: pl.p.Size, Blobs: pl.p.Blobs})
-			blobsKept += len(pl.p.Blobs)
 		case packDelete:
-			doomed = append(doomed, pl.p)
-			res.PacksDeleted++
+			cp := condemnedPack{ID: pl.p.ID, Kind: condemnDelete, Size: int64(pl.p.Size)}
+			for _, b := range pl.p.Blobs {
+				cp.Blobs = appendBlobID(cp.Blobs, b.ID)
+			}
+			rec.Packs = append(rec.Packs, cp)
 		case packRepack:
-			doomed = append(doomed, pl.p)
-			repack = append(repack, pl)
-			res.PacksRepacked++
+			cp := condemnedPack{ID: pl.p.ID, Kind: condemnRepack, Size: int64(pl.p.Size)}
+			copied := map[int32]bool{}
 			for _, i := range pl.needed {
+				copied[i] = true
 				res.BlobsRepacked++
 				res.BytesRepacked += int64(pl.p.Blobs[i].Length)
 			}
+			for i, b := range pl.p.Blobs {
+				if !copied[int32(i)] {
+					cp.Blobs = appendBlobID(cp.Blobs, b.ID)
+				}
+			}
+			rec.Packs = append(rec.Packs, cp)
+			repack = append(repack, pl)
 		}
 	}
-	res.UnindexedDeleted = len(unindexed)
+	for _, oi := range unindexed {
+		id, _ := parsePackKey(oi.Key)
+		rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnUnindexed, Size: oi.Size})
+	}
+	res.PacksRepacked = len(repack)
+	res.PacksCondemned = len(rec.Packs)
 
 	if opts.DryRun {
-		// Estimates: repacked blobs fill packs of the configured size.
-		res.PacksWritten = int(math.Ceil(float64(res.BytesRepacked) / float64(r.cfg.PackSize)))
-		freed := int64(0)
-		for _, p := range doomed {
-			freed += int64(p.Size)
-		}
-		for _, oi := range unindexed {
-			freed += oi.Size
-		}
-		res.BytesFreed = freed - res.BytesRepacked
-		res.PacksAfter = res.PacksBefore - len(doomed) - len(unindexed) + res.PacksWritten
-		res.BytesAfter = res.BytesBefore - res.BytesFreed
-		res.IndexFilesAfter = int(math.Ceil(float64(blobsKept+res.BlobsRepacked) / float64(opts.BlobsPerIndexFile)))
-		return res, nil
-	}
-	needFiles := (blobsKept + opts.BlobsPerIndexFile - 1) / opts.BlobsPerIndexFile
-	if len(doomed) == 0 && len(unindexed) == 0 && len(fi.files) <= needFiles {
-		// Nothing to remove and the index is compact: leave it as it is.
-		res.PacksAfter, res.BytesAfter = res.PacksBefore, res.BytesBefore
-		res.IndexFilesAfter = res.IndexFilesBefore
-		return res, nil
+		return res, r.pruneDryRun(ctx, st, rec, opts, &res)
 	}
 	defer r.ReloadIndex()
 
-	// 3. Copy the used blobs of the packs to repack.
-	newPacks, written, err := r.repackBlobs(ctx, repack)
-	if err != nil {
-		return res, fmt.Errorf("prune: repack: %w", err)
-	}
-	res.PacksWritten = len(newPacks)
-
-	// 4. New index files for everything that stays.
-	ours := map[string]bool{}
-	files, err := r.writeIndexFiles(ctx, append(keptPacks, newPacks...), opts.BlobsPerIndexFile)
-	for _, f := range files {
-		ours[f] = true
-	}
-	if err != nil {
-		return res, fmt.Errorf("prune: write index: %w (nothing was deleted)", err)
-	}
-
-	// 5. Narrow the race with replications that committed meanwhile.
-	kept := map[chunk.ID]struct{}{}
-	for _, p := range newPacks {
-		for _, b := range p.Blobs {
-			kept[b.ID] = struct{}{}
-		}
-	}
-	rescued, lateIndexed, err := r.pruneRecheck(ctx, fi, u, known, ours, doomed, kept)
-	if err != nil {
-		return res, fmt.Errorf("prune: re-check snapshots: %w (nothing was deleted)", err)
-	}
-	if len(rescued) > 0 {
-		var ips []chunk.IndexPack
-		for _, p := range rescued {
-			ips = append(ips, chunk.IndexPack{ID: p.ID, Size: p.Size, Blobs: p.Blobs})
-			r.log.Warn("prune: keeping a pack that a snapshot committed during prune uses", "pack", p.ID.Short())
-		}
-		more, err := r.writeIndexFiles(ctx, ips, opts.BlobsPerIndexFile)
-		files = append(files, more...)
+	// 3. Mark.
+	if len(rec.Packs) > 0 {
+		newPacks, written, err := r.repackBlobs(ctx, repack)
 		if err != nil {
-			return res, fmt.Errorf("prune: write index: %w (nothing was deleted)", err)
+			return res, fmt.Errorf("prune: repack: %w (nothing was deleted)", err)
 		}
-		var keep []*idxPack
-		for _, p := range doomed {
-			if !containsPack(rescued, p) {
-				keep = append(keep, p)
+		st.newPacks, st.written = newPacks, written
+		res.PacksWritten = len(newPacks)
+		res.PacksAfter, res.BytesAfter = res.PacksBefore+len(newPacks), res.BytesBefore+written
+		files, err := r.writeIndexFiles(ctx, newPacks, opts.BlobsPerIndexFile)
+		st.markFiles = files
+		if err != nil {
+			return res, fmt.Errorf("prune: index the repacked blobs: %w (nothing was deleted)", err)
+		}
+		name := r.newRecordName()
+		if err := r.writeCondemned(ctx, name, rec); err != nil {
+			return res, fmt.Errorf("prune: mark: %w (nothing was deleted)", err)
+		}
+		st.records = append(st.records, &condemnation{name: name, rec: rec})
+	}
+
+	// 4. Sweep.
+	err = r.pruneSweep(ctx, st, own, opts, &res)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
+	return res, err
+}
+
+// takePruneLease takes a prune's lease, unless another prune holds one.
+// Both of two prunes that start together may back off; never neither.
+func (r *Repository) takePruneLease(ctx context.Context) (*heldLease, error) {
+	own, err := r.takeLease(ctx, purposePrune, nil)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	leases, now, err := r.leasesNow(ctx, own)
+	if err == nil {
+		for _, l := range leases {
+			if l.Purpose == purposePrune && !l.expired(now) {
+				err = fmt.Errorf("prune: %w: lease %s (host %s, pid %d, renewed %s)", ErrPruneRunning, l.ID, l.Host, l.PID, l.Renewed.UTC().Format(time.RFC3339))
+				break
 			}
 		}
-		doomed = keep
-		res.PacksRescued = len(rescued)
-		for _, pl := range plans {
-			if containsPack(rescued, pl.p) {
-				switch pl.fate {
-				case packDelete:
-					res.PacksDeleted--
-				case packRepack:
-					res.PacksRepacked--
+	}
+	if err != nil {
+		if rerr := own.release(context.WithoutCancel(ctx)); rerr != nil {
+			r.log.Warn("prune: could not release its lease (it expires)", "err", rerr)
+		}
+		return nil, err
+	}
+	return own, nil
+}
+
+// leasesNow lists the other leases, and returns as the target's current
+// time the modification time of own, which the caller has just written.
+func (r *Repository) leasesNow(ctx context.Context, own *heldLease) ([]*leaseState, time.Time, error) {
+	all, err := r.listLeases(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var now time.Time
+	others := all[:0]
+	for _, l := range all {
+		if own != nil && l.ID == own.id {
+			now = l.Renewed
+			continue
+		}
+		others = append(others, l)
+	}
+	return others, now, nil
+}
+
+// pruneScan is step 1.
+func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, dryRun bool) (*pruneState, error) {
+	st := &pruneState{}
+	names, err := r.listCondemned(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	for _, name := range names {
+		rec, _, err := r.readCondemned(ctx, name)
+		switch {
+		case errors.Is(err, targets.ErrNotFound):
+			continue
+		case errors.Is(err, errRecordDamaged):
+			// Dropping a mark is always safe: its packs stay until a later
+			// prune condemns them again.
+			r.log.Warn("prune: dropping a damaged condemned record", "record", name, "err", err)
+			if !dryRun {
+				if err := r.target.Delete(ctx, condemnedPrefix+name); err != nil {
+					return nil, fmt.Errorf("prune: remove damaged record %s: %w", name, err)
+				}
+			}
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("prune: %w", err)
+		}
+		st.records = append(st.records, &condemnation{name: name, rec: rec})
+	}
+
+	// Snapshots before index files: a manifest is committed only once its
+	// blobs are indexed, so the index read next covers every snapshot
+	// listed here. Later ones are the re-check's business (4a).
+	refs, err := r.ListSnapshots(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	fi, bad, err := r.loadFullIndex(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("prune: index file %s cannot be read (%v): %w; run drctl verify, prune will not run on a damaged index", bad[0].key, bad[0].err, ErrDamaged)
+	}
+	if len(fi.conflicts) > 0 {
+		return nil, fmt.Errorf("prune: index files disagree: %s: %w", fi.conflicts[0], ErrDamaged)
+	}
+	listed, _, err := r.listPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for id, p := range fi.packs {
+		oi, ok := listed[id]
+		if !ok {
+			return nil, fmt.Errorf("prune: pack %s is indexed but missing: %w; run drctl verify", id.Short(), ErrDamaged)
+		}
+		if oi.Size != int64(p.Size) {
+			return nil, fmt.Errorf("prune: pack %s has %d bytes, the index says %d: %w; run drctl verify", id.Short(), oi.Size, p.Size, ErrDamaged)
+		}
+	}
+	st.fi, st.listed = fi, listed
+	res.IndexFilesBefore = len(fi.files)
+	res.PacksBefore = len(listed)
+	for _, oi := range listed {
+		res.BytesBefore += oi.Size
+	}
+	res.PacksAfter, res.BytesAfter = res.PacksBefore, res.BytesBefore
+	res.IndexFilesAfter = res.IndexFilesBefore
+	st.u = &usage{r: r, used: map[chunk.ID]struct{}{}, pages: map[chunk.ID]struct{}{}}
+	st.known = map[string]bool{}
+	for _, ref := range refs {
+		st.known[ref.Key] = true
+	}
+	n, err := st.u.addSnapshots(ctx, refs, fi.locations)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	res.Snapshots = n
+	res.BlobsUsed = len(st.u.used)
+	res.DuplicateBlobs = len(fi.dups)
+	return st, nil
+}
+
+// classifyRecords splits the records into those no live lease blocks and
+// those that wait, and returns the blocking leases and the expired ones.
+func classifyRecords(records []*condemnation, leases []*leaseState, now time.Time) (sweepable, waiting []*condemnation, blocking, expired []*leaseState) {
+	var live []*leaseState
+	for _, l := range leases {
+		if l.expired(now) {
+			expired = append(expired, l)
+		} else {
+			live = append(live, l)
+		}
+	}
+	seen := map[string]bool{}
+	for _, c := range records {
+		blocked := false
+		for _, l := range live {
+			if l.blocks(c.name) {
+				blocked = true
+				if !seen[l.ID] {
+					seen[l.ID] = true
+					blocking = append(blocking, l)
 				}
 			}
 		}
+		if blocked {
+			waiting = append(waiting, c)
+		} else {
+			sweepable = append(sweepable, c)
+		}
 	}
-	if len(lateIndexed) > 0 {
-		var keep []targets.ObjectInfo
-		for _, oi := range unindexed {
-			if id, _ := parsePackKey(oi.Key); !lateIndexed[id] {
-				keep = append(keep, oi)
+	return sweepable, waiting, blocking, expired
+}
+
+// pruneDryRun estimates the sweep: the records no live lease blocks go at
+// once, by the local clock (a dry run writes nothing to ask the target's);
+// a new record would be blocked by every running writer.
+func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, rec *condemnedRecord, opts PruneOptions, res *PruneResult) error {
+	leases, err := r.listLeases(ctx)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	records := st.records
+	if len(rec.Packs) > 0 {
+		records = append(slices.Clip(records), &condemnation{name: "(this run)", rec: rec})
+	}
+	sweepable, waiting, blocking, expired := classifyRecords(records, leases, time.Now())
+	res.LeasesExpired = len(expired)
+	for _, l := range blocking {
+		res.LeasesBlocking = append(res.LeasesBlocking, l.LeaseInfo)
+	}
+	res.RecordsWaiting = len(waiting)
+	for _, c := range waiting {
+		for _, p := range c.rec.Packs {
+			if _, ok := st.listed[p.ID]; ok {
+				res.PacksWaiting++
+				res.BytesWaiting += p.Size
 			}
 		}
-		res.PacksRescued += len(unindexed) - len(keep)
-		unindexed = keep
-		res.UnindexedDeleted = len(unindexed)
 	}
-	res.IndexFilesAfter = len(files)
-
-	// 6. Old index files go before any pack does.
-	ig, igctx := errgroup.WithContext(ctx)
-	ig.SetLimit(r.opts.Uploads)
-	for _, k := range fi.files {
-		ig.Go(func() error {
-			if err := r.target.Delete(igctx, k); err != nil {
-				return fmt.Errorf("delete old index %s: %w", k, err)
+	res.RecordsSwept = len(sweepable)
+	var freed int64
+	deleted := 0
+	gone := map[chunk.ID]bool{}
+	for _, c := range sweepable {
+		for _, p := range c.rec.Packs {
+			if _, ok := st.listed[p.ID]; !ok || gone[p.ID] {
+				continue
 			}
-			return nil
-		})
+			gone[p.ID] = true
+			countSwept(res, p.Kind)
+			freed += p.Size
+			deleted++
+		}
 	}
-	if err := ig.Wait(); err != nil {
-		return res, fmt.Errorf("prune: %w (no pack was deleted; the repository is consistent; run prune again)", err)
+	// Repacked blobs fill packs of the configured size.
+	res.PacksWritten = int(math.Ceil(float64(res.BytesRepacked) / float64(r.cfg.PackSize)))
+	res.BytesFreed = freed - res.BytesRepacked
+	res.PacksAfter = res.PacksBefore - deleted + res.PacksWritten
+	res.BytesAfter = res.BytesBefore - res.BytesFreed
+	blobs := res.BlobsRepacked
+	for id, p := range st.fi.packs {
+		if !gone[id] {
+			blobs += len(p.Blobs)
+		}
+	}
+	res.IndexFilesAfter = (blobs + opts.BlobsPerIndexFile - 1) / opts.BlobsPerIndexFile
+	return nil
+}
+
+func countSwept(res *PruneResult, kind string) {
+	switch kind {
+	case condemnRepack:
+		res.RepackedDeleted++
+	case condemnUnindexed:
+		res.UnindexedDeleted++
+	default:
+		res.PacksDeleted++
+	}
+}
+
+// pruneSweep is step 4.
+func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLease, opts PruneOptions, res *PruneResult) error {
+	fi := st.fi
+	var sweepable, waiting []*condemnation
+	var blocking, expired []*leaseState
+	deadline := time.Now().Add(opts.WaitTimeout)
+	waited := false
+	for {
+		// The renewal makes prune's own lease the target's clock. A
+		// failed renewal only makes that clock late, so fewer leases
+		// look expired.
+		if err := own.renew(ctx); errors.Is(err, ErrLeaseLost) {
+			return fmt.Errorf("prune: %w", err)
+		} else if err != nil {
+			r.log.Warn("prune: could not renew its lease", "err", err)
+		}
+		leases, now, err := r.leasesNow(ctx, own)
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		sweepable, waiting, blocking, expired = classifyRecords(st.records, leases, now)
+		if !opts.Wait || len(waiting) == 0 {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			r.log.Warn("prune: stopped waiting for writers; a later prune sweeps the rest", "leases", len(blocking), "records", len(waiting))
+			break
+		}
+		if !waited {
+			r.log.Info("prune: waiting for writers that started before the mark", "leases", len(blocking), "records", len(waiting))
+			waited = true
+		}
+		t := time.NewTimer(opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("prune: wait for leases: %w (nothing was deleted)", ctx.Err())
+		case <-t.C:
+		}
+	}
+	for _, l := range blocking {
+		res.LeasesBlocking = append(res.LeasesBlocking, l.LeaseInfo)
+	}
+	res.RecordsWaiting = len(waiting)
+	for _, c := range waiting {
+		for _, p := range c.rec.Packs {
+			if _, ok := st.listed[p.ID]; ok {
+				res.PacksWaiting++
+				res.BytesWaiting += p.Size
+			}
+		}
+	}
+	// Expired leases are their holders' no more: a holder stops once it
+	// cannot renew (heldLease.check), well before a prune sees the lease
+	// expired, and a renewal never brings a removed lease back.
+	for _, l := range expired {
+		if err := r.target.Delete(ctx, l.key); err != nil {
+			r.log.Warn("prune: could not remove an expired lease", "lease", l.ID, "err", err)
+			continue
+		}
+		r.log.Info("prune: removed the lease of a writer presumed dead", "lease", l.ID, "host", l.Host, "pid", l.PID, "renewed", l.Renewed)
+		res.LeasesExpired++
 	}
 
-	// 7. Now the packs.
+	// What the sweepable records hold that still exists.
+	doomed := map[chunk.ID]*idxPack{}
+	kind := map[chunk.ID]string{}
+	var unindexed []targets.ObjectInfo
+	for _, c := range sweepable {
+		for _, cp := range c.rec.Packs {
+			oi, ok := st.listed[cp.ID]
+			if _, dup := kind[cp.ID]; !ok || dup {
+				continue // gone already (an interrupted sweep), or in two records
+			}
+			kind[cp.ID] = cp.Kind
+			p, indexed := fi.packs[cp.ID]
+			switch {
+			case indexed && cp.Kind == condemnUnindexed:
+				// Its writer indexed it after the mark.
+				res.PacksRescued++
+			case indexed:
+				doomed[p.ID] = p
+			default:
+				// Unindexed, or indexed no more after an interrupted sweep.
+				unindexed = append(unindexed, oi)
+			}
+		}
+	}
+
+	// 4a. Snapshots committed meanwhile.
+	if len(doomed)+len(unindexed) > 0 {
+		rescued, lateIndexed, err := r.pruneRecheck(ctx, st, doomed)
+		if err != nil {
+			return fmt.Errorf("prune: re-check snapshots: %w (nothing was deleted)", err)
+		}
+		for _, p := range rescued {
+			r.log.Warn("prune: keeping a condemned pack that a snapshot committed meanwhile uses", "pack", p.ID.Short())
+		}
+		res.PacksRescued += len(rescued)
+		keep := unindexed[:0]
+		for _, oi := range unindexed {
+			if id, _ := parsePackKey(oi.Key); lateIndexed[id] {
+				res.PacksRescued++
+				continue
+			}
+			keep = append(keep, oi)
+		}
+		unindexed = keep
+	}
+
+	// 4b. One index for everything that stays.
+	var keepPacks []chunk.IndexPack
+	blobsKept := 0
+	for _, p := range fi.sortedPacks() {
+		if doomed[p.ID] == nil {
+			keepPacks = append(keepPacks, chunk.IndexPack{ID: p.ID, Size: p.Size, Blobs: p.Blobs})
+			blobsKept += len(p.Blobs)
+		}
+	}
+	for _, p := range st.newPacks {
+		keepPacks = append(keepPacks, p)
+		blobsKept += len(p.Blobs)
+	}
+	oldFiles := append(slices.Clip(fi.files), st.markFiles...)
+	needFiles := (blobsKept + opts.BlobsPerIndexFile - 1) / opts.BlobsPerIndexFile
+	res.IndexFilesAfter = len(oldFiles)
+	if len(doomed) > 0 || len(oldFiles) > needFiles {
+		files, err := r.writeIndexFiles(ctx, keepPacks, opts.BlobsPerIndexFile)
+		if err != nil {
+			return fmt.Errorf("prune: write index: %w (nothing was deleted)", err)
+		}
+		res.IndexFilesAfter = len(files)
+
+		// 4c. Old index files go before any pack does.
+		ig, igctx := errgroup.WithContext(ctx)
+		ig.SetLimit(r.opts.Uploads)
+		var lockedMu sync.Mutex
+		locked := 0
+		for _, k := range oldFiles {
+			ig.Go(func() error {
+				if err := r.target.Delete(igctx, k); err != nil {
+					if errors.Is(err, targets.ErrLocked) {
+						lockedMu.Lock()
+						locked++
+						lockedMu.Unlock()
+						return nil
+					}
+					return fmt.Errorf("delete old index %s: %w", k, err)
+				}
+				return nil
+			})
+		}
+		if err := ig.Wait(); err != nil {
+			return fmt.Errorf("prune: %w (no pack was deleted; the repository is consistent; run prune again)", err)
+		}
+		if locked > 0 {
+			// An index file under Object Lock retention stays, and so must
+			// every pack it may list: packs are older than their index, so
+			// they are retained at least as long. A later prune goes on.
+			res.ObjectsLocked += locked
+			r.log.Info("prune: objects under Object Lock retention stay until it ends; a later prune removes them", "index_files", locked)
+			return nil
+		}
+	}
+
+	// 4d. Now the packs.
 	var mu sync.Mutex
 	var freed int64
 	var errs []error
 	deleted := 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Uploads)
-	del := func(key string, size int64) {
+	del := func(id chunk.ID, size int64) {
 		g.Go(func() error {
-			if err := r.target.Delete(gctx, key); err != nil {
+			if err := r.target.Delete(gctx, PackKey(id)); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("delete %s: %w", key, err))
+				if errors.Is(err, targets.ErrLocked) {
+					res.ObjectsLocked++
+				} else {
+					errs = append(errs, fmt.Errorf("delete pack %s: %w", id.Short(), err))
+				}
 				mu.Unlock()
 				return nil
 			}
 			mu.Lock()
 			freed += size
 			deleted++
+			countSwept(res, kind[id])
 			mu.Unlock()
 			return nil
 		})
 	}
-	for _, p := range doomed {
-		del(PackKey(p.ID), int64(p.Size))
-	}
-	for _, oi := range unindexed {
-		del(oi.Key, oi.Size)
-	}
-	_ = g.Wait()
-	res.BytesFreed = freed - written
-	res.PacksAfter = res.PacksBefore + len(newPacks) - deleted
-	res.BytesAfter = res.BytesBefore + written - freed
-	if len(errs) > 0 {
-		return res, fmt.Errorf("prune: %d packs could not be deleted (they are unindexed now; the next prune removes them): %w", len(errs), errors.Join(errs...))
-	}
-	return res, ctx.Err()
-}
-
-func containsPack(ps []*idxPack, p *idxPack) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
+	for _, p := range fi.sortedPacks() {
+		if doomed[p.ID] != nil {
+			del(p.ID, int64(p.Size))
 		}
 	}
-	return false
+	for _, oi := range unindexed {
+		id, _ := parsePackKey(oi.Key)
+		del(id, oi.Size)
+	}
+	_ = g.Wait()
+	res.BytesFreed = freed - st.written
+	res.PacksAfter = res.PacksBefore + len(st.newPacks) - deleted
+	res.BytesAfter = res.BytesBefore + st.written - freed
+	if len(errs) > 0 {
+		return fmt.Errorf("prune: %d packs could not be deleted (they are unindexed now; the next prune removes them): %w", len(errs), errors.Join(errs...))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+
+	if res.ObjectsLocked > 0 {
+		// The records stay, so a later prune retries the locked packs.
+		r.log.Info("prune: packs under Object Lock retention stay until it ends; a later prune removes them", "packs", res.ObjectsLocked)
+		return nil
+	}
+
+	// 4e. The records are done with.
+	for _, c := range sweepable {
+		if err := r.target.Delete(ctx, condemnedPrefix+c.name); err != nil {
+			return fmt.Errorf("prune: remove condemned record %s: %w (its packs are gone; the next prune removes it)", c.name, err)
+		}
+		res.RecordsSwept++
+	}
+	return nil
 }
 
 // usage collects the blobs that snapshots use.
@@ -484,18 +893,11 @@ type usage struct {
 	mu    sync.Mutex
 	used  map[chunk.ID]struct{} // data blobs and page blobs
 	pages map[chunk.ID]struct{} // map pages already read
-	added map[chunk.ID]struct{} // when set, blobs newly added to used
 }
 
 // use adds a blob to the used set. Called with u.mu held.
 func (u *usage) use(id chunk.ID) {
-	if _, ok := u.used[id]; ok {
-		return
-	}
 	u.used[id] = struct{}{}
-	if u.added != nil {
-		u.added[id] = struct{}{}
-	}
 }
 
 // addSnapshots reads the manifests and their map pages (those not read
@@ -739,13 +1141,28 @@ func (r *Repository) writeIndexFiles(ctx context.Context, packs []chunk.IndexPac
 // pruneRecheck looks at what changed since step 1. It returns the doomed
 // packs that a snapshot committed since then needs (packs holding a blob
 // it uses of which no other copy stays), and the packs that looked
-// unindexed in step 1 but that index files written since then list.
-func (r *Repository) pruneRecheck(ctx context.Context, fi *fullIndex, u *usage, known, ours map[string]bool, doomed []*idxPack, kept map[chunk.ID]struct{}) ([]*idxPack, map[chunk.ID]bool, error) {
+
+// pruneRecheck looks at what changed since step 1, after the lease check.
+// It takes out of doomed, and returns, the packs that hold a blob some
+// snapshot uses (one read in step 1, or committed since) of which no copy
+// stays; and it returns the packs that index files written since step 1
+// list (packs that looked unindexed when they were condemned).
+func (r *Repository) pruneRecheck(ctx context.Context, st *pruneState, doomed map[chunk.ID]*idxPack) ([]*idxPack, map[chunk.ID]bool, error) {
+	fi := st.fi
 	old := map[string]bool{}
 	for _, f := range fi.files {
 		old[f] = true
 	}
-	newer, bad, err := r.loadFullIndex(ctx, func(k string) bool { return !old[k] && !ours[k] })
+	for _, f := range st.markFiles {
+		old[f] = true
+	}
+	// Snapshots first, as in step 1: the newer index files then cover
+	// every snapshot listed.
+	refs, err := r.ListSnapshots(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	newer, bad, err := r.loadFullIndex(ctx, func(k string) bool { return !old[k] })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -756,50 +1173,54 @@ func (r *Repository) pruneRecheck(ctx context.Context, fi *fullIndex, u *usage, 
 	for id := range newer.packs {
 		lateIndexed[id] = true
 	}
-
-	refs, err := r.ListSnapshots(ctx, "")
-	if err != nil {
-		return nil, nil, err
-	}
 	var fresh []SnapshotRef
 	for _, ref := range refs {
-		if !known[ref.Key] {
+		if !st.known[ref.Key] {
 			fresh = append(fresh, ref)
 		}
 	}
-	if len(fresh) == 0 {
-		return nil, lateIndexed, nil
-	}
-	// Collect what the new snapshots use beyond the first pass; their
-	// pages may sit in packs that only the newer index files list.
-	u.added = map[chunk.ID]struct{}{}
-	if _, err := u.addSnapshots(ctx, fresh, func(id chunk.ID) []blobPos {
-		return append(fi.locations(id), newer.locations(id)...)
-	}); err != nil {
-		return nil, nil, err
-	}
-	doomedSet := map[*idxPack]bool{}
-	for _, p := range doomed {
-		doomedSet[p] = true
-	}
-	var rescued []*idxPack
-	for id := range u.added {
-		if _, ok := kept[id]; ok {
-			continue
+	if len(fresh) > 0 {
+		// Their pages may sit in packs that only the newer files list.
+		if _, err := st.u.addSnapshots(ctx, fresh, func(id chunk.ID) []blobPos {
+			return append(fi.locations(id), newer.locations(id)...)
+		}); err != nil {
+			return nil, nil, err
 		}
-		locs := fi.locations(id)
-		stays := false
-		for _, l := range locs {
-			if !doomedSet[l.pack] {
-				stays = true
+	}
+	kept := map[chunk.ID]struct{}{}
+	for _, p := range st.newPacks {
+		for _, b := range p.Blobs {
+			kept[b.ID] = struct{}{}
+		}
+	}
+	ids := make([]chunk.ID, 0, len(doomed))
+	for id := range doomed {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	var rescued []*idxPack
+	for _, id := range ids {
+		p := doomed[id]
+		for _, b := range p.Blobs {
+			if _, used := st.u.used[b.ID]; !used {
+				continue
+			}
+			if _, ok := kept[b.ID]; ok || len(newer.locations(b.ID)) > 0 {
+				continue
+			}
+			stays := false
+			for _, l := range fi.locations(b.ID) {
+				if doomed[l.pack.ID] == nil {
+					stays = true
+					break
+				}
+			}
+			if !stays {
+				rescued = append(rescued, p)
+				delete(doomed, id)
 				break
 			}
 		}
-		if stays || len(locs) == 0 {
-			continue
-		}
-		rescued = append(rescued, locs[0].pack)
-		delete(doomedSet, locs[0].pack)
 	}
 	return rescued, lateIndexed, nil
 }

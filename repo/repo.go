@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -17,10 +18,12 @@ import (
 
 // Object names (see docs/format.md).
 const (
-	configKey      = "config"
-	dataPrefix     = "data/"
-	indexPrefix    = "index/"
-	snapshotPrefix = "snapshots/"
+	configKey       = "config"
+	dataPrefix      = "data/"
+	indexPrefix     = "index/"
+	snapshotPrefix  = "snapshots/"
+	leasesPrefix    = "leases/"
+	condemnedPrefix = "condemned/"
 )
 
 // Options tune a repository handle. The zero value is usable.
@@ -38,7 +41,12 @@ type Options struct {
 	// Downloads is the number of concurrent range reads in restore and
 	// verify (default 8).
 	Downloads int
-	Logger    *slog.Logger
+	// LeaseTTL is how long a writer lease (and a prune's) stays valid
+	// without renewal; it is renewed every third of it. 0 means
+	// DefaultLeaseTTL. The holder records it in the lease, so a prune
+	// judges each lease by its own holder's setting.
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
 	// Tune adjusts the configuration of a new repository before Init
 	// writes it (tests use it for small pages and packs).
 	Tune func(*Config)
@@ -57,6 +65,9 @@ func (o *Options) fill() {
 	if o.Downloads <= 0 {
 		o.Downloads = 8
 	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -74,6 +85,7 @@ type Repository struct {
 	indexMu     sync.Mutex
 	index       *chunk.Index
 	indexLoaded map[string]bool // index files merged into index
+	condemned   *condemnedView  // what writers must not deduplicate against, for index
 }
 
 // Init creates a repository on t protected by password.
@@ -183,8 +195,9 @@ func (r *Repository) Index(ctx context.Context) (*chunk.Index, error) {
 
 // RefreshIndex brings the index up to date with the target: index files
 // written by other writers since the last load are merged in; if one that
-// was loaded has gone (a prune consolidated it), the index is rebuilt, so
-// that a long-lived handle never deduplicates against deleted packs.
+// was loaded has gone (a prune consolidated it), or the set of condemned
+// records changed, the index is rebuilt, so that a long-lived handle never
+// deduplicates against deleted packs.
 func (r *Repository) RefreshIndex(ctx context.Context) (*chunk.Index, error) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
@@ -192,14 +205,60 @@ func (r *Repository) RefreshIndex(ctx context.Context) (*chunk.Index, error) {
 }
 
 func (r *Repository) refreshIndexLocked(ctx context.Context) (*chunk.Index, error) {
+	ix, _, err := r.refreshLocked(ctx)
+	return ix, err
+}
+
+// refreshWithCondemned is RefreshIndex plus the condemned view that goes
+// with the index (Writer uses both).
+func (r *Repository) refreshWithCondemned(ctx context.Context) (*chunk.Index, *condemnedView, error) {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	return r.refreshLocked(ctx)
+}
+
+// refreshLocked loads what changed. A file listed but gone when read was
+// replaced by a concurrent prune; the load then starts over from a fresh
+// listing, a few times, rather than fail a replication for it.
+func (r *Repository) refreshLocked(ctx context.Context) (*chunk.Index, *condemnedView, error) {
+	const attempts = 4
+	var err error
+	for range attempts {
+		var ix *chunk.Index
+		var cv *condemnedView
+		ix, cv, err = r.refreshOnce(ctx)
+		if err == nil {
+			return ix, cv, nil
+		}
+		if !errors.Is(err, targets.ErrNotFound) {
+			return nil, nil, err
+		}
+		r.log.Debug("an index file went while loading the index; loading again", "err", err)
+		r.index, r.indexLoaded, r.condemned = nil, nil, nil
+	}
+	return nil, nil, err
+}
+
+func (r *Repository) refreshOnce(ctx context.Context) (*chunk.Index, *condemnedView, error) {
+	// A writer has taken its lease by now, naming the records it listed
+	// before: each of them is in this listing, unless swept meanwhile, and
+	// then the index files listed next no longer hold its packs. A record
+	// newer than the lease may be missed: the lease blocks its sweep.
+	records, err := r.listCondemned(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	present := map[string]bool{}
 	if err := r.target.List(ctx, indexPrefix, func(oi targets.ObjectInfo) error {
 		present[oi.Key] = true
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list index files: %w", err)
+		return nil, nil, fmt.Errorf("list index files: %w", err)
 	}
-	ix, loaded := r.index, r.indexLoaded
+	ix, loaded, cv := r.index, r.indexLoaded, r.condemned
+	if cv == nil || !cv.sameRecords(records) {
+		ix = nil
+	}
 	for k := range loaded {
 		if !present[k] {
 			ix = nil
@@ -207,6 +266,9 @@ func (r *Repository) refreshIndexLocked(ctx context.Context) (*chunk.Index, erro
 		}
 	}
 	if ix == nil {
+		if cv, err = r.loadCondemnedView(ctx, records); err != nil {
+			return nil, nil, err
+		}
 		ix, loaded = chunk.NewIndex(), map[string]bool{}
 	}
 	var todo []string
@@ -230,17 +292,18 @@ func (r *Repository) refreshIndexLocked(ctx context.Context) (*chunk.Index, erro
 			for _, p := range f.Packs {
 				ix.AddPack(p)
 			}
+			cv.revive(f.Packs)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, k := range todo {
 		loaded[k] = true
 	}
-	r.index, r.indexLoaded = ix, loaded
-	return ix, nil
+	r.index, r.indexLoaded, r.condemned = ix, loaded, cv
+	return ix, cv, nil
 }
 
 // noteIndexFile records an index file this handle wrote itself and
@@ -258,7 +321,7 @@ func (r *Repository) noteIndexFile(key string, ix *chunk.Index) {
 func (r *Repository) ReloadIndex() {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
-	r.index, r.indexLoaded = nil, nil
+	r.index, r.indexLoaded, r.condemned = nil, nil, nil
 }
 
 // PackKey is the object name of a pack.

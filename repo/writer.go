@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/drctl/drctl/chunk"
 	"github.com/drctl/drctl/internal/bufpool"
+	"github.com/drctl/drctl/targets"
 )
 
 // WriterStats count what a Writer stored.
@@ -29,16 +32,24 @@ const indexEvery = 4
 // Writer stores blobs into packs, uploads them and indexes them. Save may be
 // called from many goroutines; Close waits for every upload and writes the
 // last index file, after which every saved blob is safe to reference from a
-// snapshot manifest.
+// snapshot manifest; Commit then writes the manifest.
+//
+// A Writer holds a lease (leases/<id>) from NewWriter until Commit,
+// Release or Abort, renewed in the background: while it lasts, prune does
+// not delete a pack the writer may have deduplicated against.
 type Writer struct {
-	r  *Repository
-	ix *chunk.Index
+	r     *Repository
+	ix    *chunk.Index
+	cv    *condemnedView
+	lease *heldLease
+	pctx  context.Context // NewWriter's, for the lease release of Abort
 
 	mu      sync.Mutex
 	seen    map[chunk.ID]struct{}
 	packers map[chunk.BlobType]*chunk.Packer
 	pending []chunk.IndexPack
 	closed  bool
+	durable bool // Close succeeded
 
 	uploads  chan packJob
 	wg       sync.WaitGroup
@@ -53,15 +64,33 @@ type Writer struct {
 	sizeHint int
 }
 
-// NewWriter starts a writer. The caller must Close or Abort it.
-func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
-	ix, err := r.RefreshIndex(ctx)
+// NewWriter starts a writer; purpose says what for (it shows in the
+// lease, e.g. "replicate vm1"). The caller must Commit, Release or Abort
+// it.
+//
+// The lease is taken before the index is loaded, and names the condemned
+// records that exist by then, which the writer reads next: whatever a
+// prune condemns later, the writer may rely on, and the lease keeps
+// that prune from sweeping it.
+func (r *Repository) NewWriter(ctx context.Context, purpose string) (*Writer, error) {
+	records, err := r.listCondemned(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	lease, err := r.takeLease(ctx, purpose, records)
+	if err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
+	ix, cv, err := r.refreshWithCondemned(ctx)
+	if err != nil {
+		if rerr := lease.release(context.WithoutCancel(ctx)); rerr != nil {
+			r.log.Warn("could not release the lease of a writer that failed to start (it expires)", "err", rerr)
+		}
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	w := &Writer{
-		r: r, ix: ix,
+		r: r, ix: ix, cv: cv, lease: lease, pctx: ctx,
 		seen:     map[chunk.ID]struct{}{},
 		packers:  map[chunk.BlobType]*chunk.Packer{},
 		uploads:  make(chan packJob),
@@ -78,12 +107,25 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 		w.wg.Add(1)
 		go w.uploader()
 	}
+	// A lost lease stops the uploads: a prune may be deleting what this
+	// writer deduplicated against, so nothing it writes may be committed.
+	lease.keep(ctx, w.fail)
+	w.adopt(ctx)
 	return w, nil
+}
+
+// LeaseID names the writer's lease (leases/<id>).
+func (w *Writer) LeaseID() string { return w.lease.id }
+
+// indexed reports whether the index holds a copy of id that the writer
+// may deduplicate against: one that no condemned record is taking away.
+func (w *Writer) indexed(id chunk.ID) bool {
+	return w.ix.Has(id) && !w.cv.hides(id)
 }
 
 // Has reports whether a blob is already stored or being stored.
 func (w *Writer) Has(id chunk.ID) bool {
-	if w.ix.Has(id) {
+	if w.indexed(id) {
 		return true
 	}
 	w.mu.Lock()
@@ -105,7 +147,7 @@ func (w *Writer) SaveID(ctx context.Context, t chunk.BlobType, id chunk.ID, plai
 	if err := w.failed(); err != nil {
 		return false, err
 	}
-	if w.ix.Has(id) {
+	if w.indexed(id) {
 		return false, nil
 	}
 	w.mu.Lock()
@@ -206,14 +248,113 @@ func (w *Writer) upload(j packJob) error {
 	w.mu.Lock()
 	w.pending = append(w.pending, ip)
 	var batch []chunk.IndexPack
+	var unindexed []string
 	if len(w.pending) >= indexEvery {
 		batch, w.pending = w.pending, nil
+	} else {
+		for _, p := range w.pending {
+			unindexed = append(unindexed, p.ID.String())
+		}
 	}
 	w.mu.Unlock()
 	if batch != nil {
 		return w.writeIndex(w.ctx, batch)
 	}
+	// Until the batch is indexed, the lease says which packs are ours: a
+	// writer killed now leaves them to the next one (adopt), not to prune.
+	if err := w.lease.setUnindexed(w.ctx, unindexed); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return err
+		}
+		w.r.log.Warn("could not record uploaded packs in the lease", "err", err)
+	}
 	return nil
+}
+
+// adopt indexes the packs that an earlier writer of this writer id
+// uploaded but did not index before it died (they are listed in its
+// lease), so that their blobs are not uploaded again: a replication
+// killed mid-upload resumes where it was. A lease is taken over when it
+// expired, or when its process is gone from this host. Packs a
+// condemned record names are left to prune.
+func (w *Writer) adopt(ctx context.Context) {
+	leases, err := w.r.listLeases(ctx)
+	if err != nil {
+		w.r.log.Warn("could not list leases to resume an interrupted upload", "err", err)
+		return
+	}
+	host, _ := os.Hostname()
+	now := time.Now()
+	for _, l := range leases {
+		if l.Writer != w.r.opts.WriterID || l.ID == w.lease.id || len(l.unindexed) == 0 {
+			continue
+		}
+		dead := l.expired(now) || (l.Host == host && l.PID > 0 && syscall.Kill(l.PID, 0) == syscall.ESRCH)
+		if !dead {
+			continue
+		}
+		var adopted []chunk.IndexPack
+		for _, s := range l.unindexed {
+			id, err := chunk.ParseID(s)
+			if err != nil {
+				continue
+			}
+			if _, ok := w.ix.PackSize(id); ok {
+				continue // indexed after all
+			}
+			ip, err := w.r.readPackIndex(ctx, id)
+			if err != nil {
+				w.r.log.Debug("cannot adopt a pack of an interrupted writer", "pack", id.Short(), "err", err)
+				continue
+			}
+			if w.cv.condemnsPack(ip.ID) {
+				continue
+			}
+			adopted = append(adopted, ip)
+		}
+		if len(adopted) > 0 {
+			if err := w.writeIndex(ctx, adopted); err != nil {
+				w.r.log.Warn("could not index the packs of an interrupted writer", "err", err)
+				continue
+			}
+			w.r.log.Info("resumed an interrupted upload: its packs are indexed and reused", "packs", len(adopted), "lease", l.ID)
+		}
+		if err := w.r.target.Delete(ctx, l.key); err != nil && !errors.Is(err, targets.ErrNotFound) {
+			w.r.log.Debug("could not remove a dead writer's lease (prune will)", "lease", l.ID, "err", err)
+		}
+	}
+}
+
+// readPackIndex reads a pack's blob list from its end, with two small
+// range reads.
+func (r *Repository) readPackIndex(ctx context.Context, id chunk.ID) (chunk.IndexPack, error) {
+	oi, err := r.target.Stat(ctx, PackKey(id))
+	if err != nil {
+		return chunk.IndexPack{}, err
+	}
+	if oi.Size < chunk.PackTrailerSize {
+		return chunk.IndexPack{}, fmt.Errorf("pack %s: %w", id.Short(), chunk.ErrCorruptPack)
+	}
+	trailer, err := r.target.GetRange(ctx, PackKey(id), oi.Size-chunk.PackTrailerSize, chunk.PackTrailerSize)
+	if err != nil {
+		return chunk.IndexPack{}, err
+	}
+	n, err := chunk.PackTailLen(trailer)
+	if err != nil {
+		return chunk.IndexPack{}, err
+	}
+	if int64(n) > oi.Size {
+		return chunk.IndexPack{}, fmt.Errorf("pack %s: header longer than the pack: %w", id.Short(), chunk.ErrCorruptPack)
+	}
+	tail, err := r.target.GetRange(ctx, PackKey(id), oi.Size-int64(n), int64(n))
+	if err != nil {
+		return chunk.IndexPack{}, err
+	}
+	blobs, err := chunk.ParsePackTail(r.codec, tail, oi.Size)
+	if err != nil {
+		return chunk.IndexPack{}, fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	return chunk.IndexPack{ID: id, Size: uint32(oi.Size), Blobs: blobs}, nil
 }
 
 func (w *Writer) writeIndex(ctx context.Context, packs []chunk.IndexPack) error {
@@ -228,6 +369,9 @@ func (w *Writer) writeIndex(ctx context.Context, packs []chunk.IndexPack) error 
 	for _, p := range packs {
 		w.ix.AddPack(p)
 	}
+	// Blobs stored again because a record condemns their old copy now
+	// have one that stays.
+	w.cv.revive(packs)
 	w.r.noteIndexFile(key, w.ix)
 	atomic.AddInt64(&w.stats.IndexFiles, 1)
 	atomic.AddInt64(&w.stats.BytesStored, int64(len(data)))
@@ -275,8 +419,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 // Close uploads what is left, waits for all uploads and writes the final
-// index file. After a nil return every blob saved is durable and indexed.
-// No Save may start once Close has been called.
+// index file. After a nil return every blob saved is durable and indexed,
+// and the writer still holds its lease: Commit the manifest next (or
+// Release). No Save may start once Close has been called. On error the
+// lease is released: there is nothing to commit.
 func (w *Writer) Close(ctx context.Context) error {
 	if err := w.Flush(ctx); err != nil {
 		w.Abort()
@@ -288,24 +434,77 @@ func (w *Writer) Close(ctx context.Context) error {
 	close(w.uploads)
 	w.wg.Wait()
 	if err := w.failed(); err != nil {
-		w.cancel()
+		w.Abort()
 		return err
 	}
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = nil
 	w.mu.Unlock()
-	err := w.writeIndex(ctx, batch)
+	if err := w.writeIndex(ctx, batch); err != nil {
+		w.Abort()
+		return err
+	}
 	w.cancel()
+	w.mu.Lock()
+	w.durable = true
+	w.mu.Unlock()
+	return nil
+}
+
+// Commit writes the manifest of a snapshot whose blobs this writer
+// stored (after a successful Close) and releases the lease. It refuses if
+// the lease was lost: a prune may have deleted blobs the snapshot uses.
+func (w *Writer) Commit(ctx context.Context, s *Snapshot) error {
+	w.mu.Lock()
+	durable := w.durable
+	w.mu.Unlock()
+	if !durable {
+		return fmt.Errorf("commit snapshot %s: the writer was not closed successfully", s.ID)
+	}
+	if err := w.failed(); err != nil {
+		w.Abort()
+		return fmt.Errorf("commit snapshot %s: %w", s.ID, err)
+	}
+	if err := w.lease.check(); err != nil {
+		w.Abort()
+		return fmt.Errorf("commit snapshot %s: %w", s.ID, err)
+	}
+	err := w.r.SaveSnapshot(ctx, s)
+	if rerr := w.Release(ctx); rerr != nil {
+		w.r.log.Warn("could not release the writer lease (it expires)", "lease", w.lease.id, "err", rerr)
+	}
 	return err
 }
 
-// Abort stops uploads; it may be called at any time and more than once.
-// Packs already uploaded stay: they are indexed if their batch completed,
-// and otherwise removed by prune after its grace period.
+// Release ends the writer's lease. A writer that committed its manifest
+// by other means (SaveSnapshot) must release only after that commit.
+// Later calls, and calls after Commit or Abort, do nothing.
+func (w *Writer) Release(ctx context.Context) error {
+	return w.lease.release(ctx)
+}
+
+// Abort stops uploads and releases the lease; it may be called at any
+// time and more than once. Packs already uploaded stay and are indexed
+// (unless the lease was lost), so the next run reuses them: an
+// interrupted replication stops at a safe point.
 func (w *Writer) Abort() {
 	w.fail(context.Canceled)
 	w.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.pctx), time.Minute)
+	defer cancel()
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(batch) > 0 && w.lease.check() == nil {
+		if err := w.writeIndex(ctx, batch); err != nil {
+			w.r.log.Warn("could not index the packs of an interrupted upload (the next run uploads them again)", "err", err)
+		}
+	}
+	if err := w.lease.release(ctx); err != nil {
+		w.r.log.Warn("could not release the writer lease (it expires)", "lease", w.lease.id, "err", err)
+	}
 }
 
 // Stats returns what the writer stored so far.

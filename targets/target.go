@@ -28,6 +28,16 @@ var (
 	// means the caller's idea of the object (an index entry, a pack header)
 	// does not match what is stored: truncation or corruption.
 	ErrRange = errors.New("range beyond end of object")
+	// ErrLocked: the server refused to delete or overwrite an object
+	// because S3 Object Lock retains it (a retention period or legal hold
+	// not yet over). Unlike ErrAccessDenied it says nothing about the
+	// credentials: the same call succeeds once the retention ends. It is
+	// not transient either: retrying within seconds cannot help.
+	ErrLocked = errors.New("object is under object lock retention")
+	// ErrNoObjectLock: object lock was asked for, but the target cannot
+	// keep objects from deletion (a local directory, a bucket without
+	// Object Lock, a server without the feature).
+	ErrNoObjectLock = errors.New("object lock not available")
 )
 
 // ObjectInfo describes one stored object.

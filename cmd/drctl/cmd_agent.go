@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -35,15 +36,15 @@ func (a *app) agentCommand() *cobra.Command {
 			"replicated once (schedules ignored), for people who prefer system cron.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(a.cfg.VMs) == 0 {
-				return usageError{fmt.Errorf("no VMs in the config (%s): list the VMs for the agent under vms", a.cfg.File)}
+			if len(a.cfg.VMs) == 0 && len(a.cfg.Drills) == 0 {
+				return usageError{fmt.Errorf("nothing to do in the config (%s): list VMs under vms, or drills under drills", a.cfg.File)}
 			}
 			site, err := a.site()
 			if err != nil {
 				return err
 			}
 			host, _ := os.Hostname()
-			ag, err := agent.New(agent.Options{Config: a.cfg, Site: site, Host: host, Open: a.agentOpener(a.cfg), Logger: a.log})
+			ag, err := agent.New(agent.Options{Config: a.cfg, Site: site, Host: host, Open: a.agentOpener(a.cfg), StateDir: a.defaultSiteDir(), Logger: a.log})
 			if err != nil {
 				return err
 			}
@@ -83,6 +84,14 @@ func (a *app) agentCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&once, "once", false, "replicate every VM once, apply retention, and exit")
 	cmd.Flags().BoolVar(&prune, "prune", false, "with --once: also prune the repositories")
 	return cmd
+}
+
+// defaultSiteDir is where drills run when nothing else says.
+func (a *app) defaultSiteDir() string {
+	if d := a.stateDir(); d != "" {
+		return filepath.Join(d, "site")
+	}
+	return ""
 }
 
 // agentOpener opens repositories for the agent: with retries, and with

@@ -28,6 +28,9 @@ func (a *app) openTarget(ctx context.Context, rc config.Repository, create bool,
 		AccessKey: rc.AccessKeyID, SecretKey: rc.SecretAccessKey, Region: rc.Region,
 		Create: create, Retry: ro,
 	}
+	if l := rc.ObjectLock; l != nil {
+		opts.ObjectLock = &targets.ObjectLock{Mode: l.Mode, Days: l.Days, Keys: targets.ImmutableRepoKey}
+	}
 	// Explicit config wins; the standard AWS variables fill what is unset.
 	if opts.AccessKey == "" {
 		opts.AccessKey, _ = a.lookupEnv("AWS_ACCESS_KEY_ID")

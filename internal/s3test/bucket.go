@@ -23,7 +23,11 @@ func (s *Server) Client() *s3.Client {
 	})
 }
 
-func createBucket(ctx context.Context, s *Server, name string) error {
-	_, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+func createBucket(ctx context.Context, s *Server, name string, lock bool) error {
+	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+	if lock {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
+	_, err := s.Client().CreateBucket(ctx, in)
 	return err
 }

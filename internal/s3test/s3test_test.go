@@ -1,11 +1,17 @@
 package s3test_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/drctl/drctl/internal/s3test"
 )
@@ -32,6 +38,40 @@ func TestServer(t *testing.T) {
 	}
 	if _, err := http.Get(srv.Endpoint + "/"); err == nil {
 		t.Fatalf("the server still answers after Stop")
+	}
+}
+
+// TestLockedBucket checks what the Object Lock tests of the targets rely
+// on: which buckets have Object Lock and versioning, on a server started
+// with and without versioning.
+func TestLockedBucket(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      s3test.Options
+		versioned types.BucketVersioningStatus
+	}{
+		{"versioning", s3test.Options{}, types.BucketVersioningStatusEnabled},
+		{"no versioning", s3test.Options{NoVersioning: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := s3test.StartWith(t, tc.opts)
+			c := srv.Client()
+			locked, plain := srv.NewLockedBucket(t), srv.NewBucket(t)
+			lc, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(locked)})
+			if err != nil || lc.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
+				t.Fatalf("object lock of a locked bucket: %+v, %v", lc, err)
+			}
+			v, err := c.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(locked)})
+			if err != nil || v.Status != tc.versioned {
+				t.Errorf("versioning of a locked bucket: %q, %v; want %q", v.Status, err, tc.versioned)
+			}
+			_, err = c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(plain)})
+			var ae smithy.APIError
+			if !errors.As(err, &ae) || ae.ErrorCode() != "ObjectLockConfigurationNotFoundError" {
+				t.Errorf("object lock of a plain bucket: %v", err)
+			}
+		})
 	}
 }
 

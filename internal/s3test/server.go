@@ -16,8 +16,10 @@
 //		os.Exit(code)
 //	}
 //
-// and each test takes a fresh bucket with srv.NewBucket(t). Start(t) gives
-// a test its own server instead (starting takes about 0.1 s).
+// and each test takes a fresh bucket with srv.NewBucket(t), or one with
+// Object Lock enabled (and so versioning) with srv.NewLockedBucket(t).
+// Start(t) gives a test its own server instead (starting takes about
+// 0.1 s); StartWith(t, Options{...}) one set up differently.
 //
 // A missing binary fails the tests, it never skips them: a suite that
 // silently skips its S3 half looks green and proves nothing.
@@ -68,11 +70,28 @@ type Server struct {
 	stop    sync.Once
 }
 
+// Options change how a server is started. The zero value is what Start
+// and StartServer use.
+type Options struct {
+	// NoVersioning starts versitygw without a versioning directory: its
+	// buckets cannot be versioned, and one with Object Lock then refuses
+	// to delete or overwrite a retained object outright, where a
+	// versioned bucket (and Amazon S3, which requires versioning for
+	// Object Lock) adds a delete marker or a new version.
+	NoVersioning bool
+}
+
 // Start starts a server for one test and stops it when the test ends. It
 // fails the test if the server cannot start.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := StartServer()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
+	t.Helper()
+	s, err := StartServerWith(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +106,18 @@ func Start(t testing.TB) *Server {
 // StartServer starts a server in a new temporary directory. The caller
 // must call Stop.
 func StartServer() (*Server, error) {
+	return StartServerWith(Options{})
+}
+
+// StartServerWith is StartServer with options.
+func StartServerWith(o Options) (*Server, error) {
 	bin, err := FindBinary()
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for range 3 { // a free port can be taken between choosing and binding it
-		s, err := start(bin)
+		s, err := start(bin, o)
 		if err == nil {
 			return s, nil
 		}
@@ -102,7 +126,7 @@ func StartServer() (*Server, error) {
 	return nil, lastErr
 }
 
-func start(bin string) (*Server, error) {
+func start(bin string, o Options) (*Server, error) {
 	base, err := os.MkdirTemp("", "drctl-s3test-")
 	if err != nil {
 		return nil, fmt.Errorf("start S3 server: %w", err)
@@ -132,9 +156,12 @@ func start(bin string) (*Server, error) {
 	s.Endpoint = "http://" + addr
 	// --keep-alive: the server's default closes every connection, which
 	// makes many small requests several times slower.
-	s.cmd = exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--port", addr, "--region", s.Region, "--quiet", "--keep-alive",
-		"posix", "--versioning-dir", versions, s.Root)
+	args := []string{"--access", s.AccessKey, "--secret", s.SecretKey,
+		"--port", addr, "--region", s.Region, "--quiet", "--keep-alive", "posix"}
+	if !o.NoVersioning {
+		args = append(args, "--versioning-dir", versions)
+	}
+	s.cmd = exec.Command(bin, append(args, s.Root)...)
 	s.cmd.Stdout = s.output
 	s.cmd.Stderr = s.output
 	s.cmd.Env = cleanEnv()
@@ -200,18 +227,34 @@ func (s *Server) Output() string { return s.output.String() }
 // NewBucket creates a bucket with a fresh name and returns the name.
 func (s *Server) NewBucket(t testing.TB) string {
 	t.Helper()
+	return s.newBucket(t, false)
+}
+
+// NewLockedBucket creates a bucket with Object Lock enabled (as
+// x-amz-bucket-object-lock-enabled: true does) and a fresh name, and
+// returns the name. On a server with versioning, which is the default,
+// versitygw turns versioning on with it, as Amazon S3 does. The bucket has
+// no default retention: objects are locked only when written with
+// retention.
+func (s *Server) NewLockedBucket(t testing.TB) string {
+	t.Helper()
+	return s.newBucket(t, true)
+}
+
+func (s *Server) newBucket(t testing.TB, lock bool) string {
+	t.Helper()
 	name := fmt.Sprintf("drctl-%d-%s", s.buckets.Add(1), randomHex(4))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.CreateBucket(ctx, name); err != nil {
-		t.Fatal(err)
+	if err := createBucket(ctx, s, name, lock); err != nil {
+		t.Fatalf("create bucket %s at %s: %v", name, s.Endpoint, err)
 	}
 	return name
 }
 
 // CreateBucket creates the named bucket.
 func (s *Server) CreateBucket(ctx context.Context, name string) error {
-	if err := createBucket(ctx, s, name); err != nil {
+	if err := createBucket(ctx, s, name, false); err != nil {
 		return fmt.Errorf("create bucket %s at %s: %w", name, s.Endpoint, err)
 	}
 	return nil

@@ -45,6 +45,12 @@ type Options struct {
 	NoRetry bool
 	Retry   targets.RetryOptions
 
+	// ObjectLock, if set, writes new objects with S3 Object Lock
+	// retention (see targets.ObjectLock; its Keys default to
+	// targets.ImmutableRepoKey). Open then checks that the bucket has
+	// Object Lock enabled, and refuses a local directory.
+	ObjectLock *targets.ObjectLock
+
 	// PartSize of S3 multipart uploads; zero: 16 MiB.
 	PartSize int64
 	// Transport, if set, carries S3 requests (tests put proxies here).
@@ -70,6 +76,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (targets.Target, err
 // bucketChecker is implemented by both S3 backends.
 type bucketChecker interface {
 	CheckBucket(ctx context.Context) error
+	CheckObjectLock(ctx context.Context) error
 }
 
 func backend(ctx context.Context, u targets.URL, opts Options) (targets.Target, error) {
@@ -77,6 +84,10 @@ func backend(ctx context.Context, u targets.URL, opts Options) (targets.Target, 
 	var err error
 	switch u.Kind {
 	case targets.KindLocal:
+		if opts.ObjectLock != nil {
+			return nil, fmt.Errorf("open %s: %w: object lock needs an S3 bucket with Object Lock enabled; a local directory cannot protect its files from deletion",
+				u, targets.ErrNoObjectLock)
+		}
 		if opts.Create {
 			return local.Create(u.Path)
 		}
@@ -85,7 +96,7 @@ func backend(ctx context.Context, u targets.URL, opts Options) (targets.Target, 
 		t, err = s3.New(ctx, s3.Options{
 			Bucket: u.Bucket, Prefix: u.Prefix, Region: opts.Region,
 			AccessKey: opts.AccessKey, SecretKey: opts.SecretKey, SessionToken: opts.SessionToken,
-			PartSize: opts.PartSize, Transport: opts.Transport,
+			PartSize: opts.PartSize, Transport: opts.Transport, ObjectLock: opts.ObjectLock,
 		})
 	case targets.KindS3Compat:
 		if opts.AccessKey == "" || opts.SecretKey == "" {
@@ -94,7 +105,7 @@ func backend(ctx context.Context, u targets.URL, opts Options) (targets.Target, 
 		t, err = s3compat.New(s3compat.Options{
 			Endpoint: u.Endpoint, Bucket: u.Bucket, Prefix: u.Prefix, Region: opts.Region,
 			AccessKey: opts.AccessKey, SecretKey: opts.SecretKey, SessionToken: opts.SessionToken,
-			PartSize: opts.PartSize, Transport: opts.Transport,
+			PartSize: opts.PartSize, Transport: opts.Transport, ObjectLock: opts.ObjectLock,
 		})
 	default:
 		return nil, fmt.Errorf("open %s: unknown kind %q", u, u.Kind)
@@ -104,6 +115,13 @@ func backend(ctx context.Context, u targets.URL, opts Options) (targets.Target, 
 	}
 	if opts.Create {
 		if err := t.(bucketChecker).CheckBucket(ctx); err != nil {
+			return nil, fmt.Errorf("open %s: %w", u, err)
+		}
+	}
+	if opts.ObjectLock != nil {
+		// Every write with retention would fail on such a bucket; better
+		// one clear error now than a failed replication later.
+		if err := t.(bucketChecker).CheckObjectLock(ctx); err != nil {
 			return nil, fmt.Errorf("open %s: %w", u, err)
 		}
 	}

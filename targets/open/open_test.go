@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/drctl/drctl/internal/s3test"
 	"github.com/drctl/drctl/targets"
 	"github.com/drctl/drctl/targets/local"
@@ -100,5 +103,54 @@ func TestOpenS3Compat(t *testing.T) {
 	want := "bucket nope does not exist at " + srv.Endpoint + ": create it first"
 	if !errors.Is(err, targets.ErrNoBucket) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Create on a missing bucket = %v, want %q", err, want)
+	}
+}
+
+func TestOpenObjectLock(t *testing.T) {
+	ctx := t.Context()
+	lock := &targets.ObjectLock{Mode: targets.LockCompliance, Days: 7}
+
+	dir := filepath.Join(t.TempDir(), "repo")
+	_, err := open.Open(ctx, dir, open.Options{Create: true, ObjectLock: lock})
+	if !errors.Is(err, targets.ErrNoObjectLock) || !strings.Contains(err.Error(), "object lock needs an S3 bucket with Object Lock enabled") {
+		t.Fatalf("Open(local dir) with object lock = %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused open created the directory: %v", err)
+	}
+
+	srv := s3test.Start(t)
+	keys := open.Options{AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, ObjectLock: lock}
+	plain := srv.NewBucket(t)
+	_, err = open.Open(ctx, "s3:"+srv.Endpoint+"/"+plain+"/repo", keys)
+	want := "bucket " + plain + " at " + srv.Endpoint + " does not have Object Lock enabled"
+	if !errors.Is(err, targets.ErrNoObjectLock) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Open of a bucket without Object Lock = %v, want %q", err, want)
+	}
+
+	bad := keys
+	bad.ObjectLock = &targets.ObjectLock{Mode: "governance", Days: 7}
+	if _, err := open.Open(ctx, "s3:"+srv.Endpoint+"/"+plain+"/repo", bad); err == nil || !strings.Contains(err.Error(), `mode "governance"`) {
+		t.Fatalf("Open with a bad mode = %v", err)
+	}
+
+	// Keys default to the repository's immutable objects.
+	locked := srv.NewLockedBucket(t)
+	tg, err := open.Open(ctx, "s3:"+srv.Endpoint+"/"+locked+"/repo", keys)
+	if err != nil {
+		t.Fatalf("Open of a locked bucket: %v", err)
+	}
+	for key, want := range map[string]string{"config": "COMPLIANCE", "fence/web1": ""} {
+		if _, err := tg.Put(ctx, key, []byte("c")); err != nil {
+			t.Fatal(err)
+		}
+		out, err := srv.Client().GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: aws.String(locked), Key: aws.String("repo/" + key)})
+		got := "" // an object without retention answers an error
+		if err == nil && out.Retention != nil {
+			got = string(out.Retention.Mode)
+		}
+		if got != want {
+			t.Errorf("retention of %s: %q (%v), want %q", key, got, err, want)
+		}
 	}
 }

@@ -15,13 +15,16 @@ import (
 
 // putMultipart uploads data in parts and completes the upload under cond:
 // S3 evaluates If-None-Match / If-Match at completion, so a create-only or
-// compare-and-swap write stays atomic whatever its size.
-func (t *Target) putMultipart(ctx context.Context, key string, data []byte, cond condition) (string, error) {
+// compare-and-swap write stays atomic whatever its size. Retention, if
+// any, is declared at creation, where S3 takes it for the whole object.
+func (t *Target) putMultipart(ctx context.Context, key string, data []byte, cond condition, ret retention) (string, error) {
 	bucket, k := t.b.Bucket, t.b.Key(key)
-	// The parts carry CRC32 checksums (the SDK's default for a part);
-	// declaring it at creation makes S3 verify them again at completion.
+	// The parts carry CRC32 checksums (the SDK's default for a part, and
+	// what S3 requires of parts of an object with retention); declaring
+	// it at creation makes S3 verify them again at completion.
 	created, err := t.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: aws.String(bucket), Key: aws.String(k), ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		ObjectLockMode: ret.mode, ObjectLockRetainUntilDate: ret.until,
 	})
 	if err != nil {
 		return "", err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/drctl/drctl/targets"
 	"github.com/drctl/drctl/targets/internal/s3util"
@@ -80,6 +81,21 @@ type condition struct {
 	lost        error // the sentinel when the precondition fails
 }
 
+// retention is the Object Lock retention of one write; the zero value is
+// none.
+type retention struct {
+	mode  types.ObjectLockMode
+	until *time.Time
+}
+
+func (t *Target) retention(key string) retention {
+	mode, until, ok := t.lock.Retention(key, time.Now())
+	if !ok {
+		return retention{}
+	}
+	return retention{mode: types.ObjectLockMode(mode), until: &until}
+}
+
 func (t *Target) Put(ctx context.Context, key string, data []byte) (targets.ObjectInfo, error) {
 	return t.put(ctx, targets.OpPut, key, data, condition{})
 }
@@ -103,15 +119,26 @@ func (t *Target) put(ctx context.Context, op targets.Op, key string, data []byte
 	}
 	var etag string
 	var err error
+	ret := t.retention(key)
 	if int64(len(data)) > t.b.MultipartThreshold {
-		etag, err = t.putMultipart(ctx, key, data, cond)
+		etag, err = t.putMultipart(ctx, key, data, cond, ret)
 	} else {
-		var out *s3.PutObjectOutput
-		out, err = t.client.PutObject(ctx, &s3.PutObjectInput{
+		in := &s3.PutObjectInput{
 			Bucket: aws.String(t.b.Bucket), Key: aws.String(t.b.Key(key)),
 			Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 			IfNoneMatch: cond.ifNoneMatch, IfMatch: cond.ifMatch,
-		})
+			ObjectLockMode: ret.mode, ObjectLockRetainUntilDate: ret.until,
+		}
+		if t.lock != nil {
+			// S3 refuses a PUT with retention (or into a bucket with a
+			// default retention) that carries no Content-MD5 or checksum.
+			// The SDK adds a CRC32 by default, but not when the AWS
+			// configuration says "when_required"; asking for it always
+			// sends it.
+			in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
+		}
+		var out *s3.PutObjectOutput
+		out, err = t.client.PutObject(ctx, in)
 		if err == nil {
 			etag = trimETag(out.ETag)
 		}

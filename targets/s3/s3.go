@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/drctl/drctl/targets"
@@ -70,6 +71,11 @@ type Options struct {
 	// ListPageSize is the number of keys per list request (max 1000).
 	ListPageSize int
 
+	// ObjectLock, if set, writes the keys it picks with Object Lock
+	// retention. The bucket must have Object Lock enabled: see
+	// CheckObjectLock.
+	ObjectLock *targets.ObjectLock
+
 	// Transport, if set, carries the requests as is (tests put proxies
 	// here); ResponseTimeout then does not apply.
 	Transport http.RoundTripper
@@ -81,6 +87,7 @@ type Target struct {
 	b      *s3util.Bucket
 	errs   s3util.Classifier
 	region string
+	lock   *targets.ObjectLock // nil: no retention
 }
 
 var _ targets.Target = (*Target)(nil)
@@ -94,6 +101,14 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 	}.Check()
 	if err != nil {
 		return nil, err
+	}
+	var lock *targets.ObjectLock
+	if opts.ObjectLock != nil {
+		if err := opts.ObjectLock.Check(); err != nil {
+			return nil, fmt.Errorf("s3 target: %w", err)
+		}
+		l := *opts.ObjectLock // the caller's may change later; a target's does not
+		lock = &l
 	}
 	cfg, err := awsConfig(ctx, opts, s3util.Transport(opts.Transport, c.ResponseTimeout))
 	if err != nil {
@@ -112,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.Logger = logging.Nop{}
 	})
-	t := &Target{client: client, region: cfg.Region}
+	t := &Target{client: client, region: cfg.Region, lock: lock}
 	if opts.Endpoint != "" {
 		t.b = s3util.NewBucket(c, strings.TrimRight(opts.Endpoint, "/"), opts.Endpoint)
 	} else {
@@ -180,6 +195,19 @@ func (t *Target) CheckBucket(ctx context.Context) error {
 		err = t.b.NoBucket()
 	}
 	return t.b.CheckFailed(err)
+}
+
+// CheckObjectLock verifies that the bucket has Object Lock enabled, without
+// which S3 refuses every write that asks for retention. Opening a target
+// with Options.ObjectLock calls it, so the mistake shows at once and
+// names its fix.
+func (t *Target) CheckObjectLock(ctx context.Context) error {
+	out, err := t.client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String(t.b.Bucket)})
+	if err != nil {
+		return t.b.LockChecked(t.classify(ctx, err, nil), false)
+	}
+	c := out.ObjectLockConfiguration
+	return t.b.LockChecked(nil, c != nil && c.ObjectLockEnabled == types.ObjectLockEnabledEnabled)
 }
 
 func trimETag(s *string) string { return strings.Trim(aws.ToString(s), `"`) }

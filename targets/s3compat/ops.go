@@ -3,7 +3,9 @@ package s3compat
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -111,14 +113,15 @@ func (t *Target) put(ctx context.Context, op targets.Op, key string, data []byte
 	// with a stray 400. The hash is computed here so the server still
 	// verifies the payload.
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
-	cond.apply(&opts)
+	t.retain(key, &opts)
 	var etag string
 	var err error
 	if int64(len(data)) > t.b.PartSize {
-		etag, err = t.putMultipart(ctx, key, data, cond)
+		etag, err = t.putMultipart(ctx, key, data, cond, opts)
 	} else {
+		cond.apply(&opts)
 		var info minio.UploadInfo
-		info, err = t.core.PutObject(ctx, t.b.Bucket, t.b.Key(key), bytes.NewReader(data), int64(len(data)), "", sha256Hex(data), opts)
+		info, err = t.core.PutObject(ctx, t.b.Bucket, t.b.Key(key), bytes.NewReader(data), int64(len(data)), t.md5(data), sha256Hex(data), opts)
 		etag = info.ETag
 	}
 	if err != nil {
@@ -126,6 +129,26 @@ func (t *Target) put(ctx context.Context, op targets.Op, key string, data []byte
 	}
 	t.b.Seen()
 	return targets.ObjectInfo{Key: key, Size: int64(len(data)), ETag: strings.Trim(etag, `"`), ModTime: time.Now()}, nil
+}
+
+// retain sets the Object Lock retention of key, if it gets one, on opts.
+func (t *Target) retain(key string, opts *minio.PutObjectOptions) {
+	if mode, until, ok := t.lock.Retention(key, time.Now()); ok {
+		opts.Mode, opts.RetainUntilDate = minio.RetentionMode(mode), until
+	}
+}
+
+// md5 is the Content-MD5 of a PUT or part: "" (none) unless the target
+// writes with Object Lock. S3 refuses a write with retention, or into a
+// bucket with a default retention, that carries neither Content-MD5 nor
+// an x-amz-checksum; the signed payload hash minio-go sends does not
+// count, and its checksums need trailing headers, which stay off.
+func (t *Target) md5(b []byte) string {
+	if t.lock == nil {
+		return ""
+	}
+	sum := md5.Sum(b)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 func sha256Hex(b []byte) string {

@@ -54,6 +54,10 @@ type Options struct {
 	ResponseTimeout time.Duration
 	// ListPageSize is the number of keys per list request (max 1000).
 	ListPageSize int
+	// ObjectLock, if set, writes the keys it picks with Object Lock
+	// retention. The bucket must have Object Lock enabled: see
+	// CheckObjectLock.
+	ObjectLock *targets.ObjectLock
 	// Transport, if set, carries the requests as is (tests put proxies
 	// here); ResponseTimeout then does not apply.
 	Transport http.RoundTripper
@@ -65,6 +69,7 @@ type Target struct {
 	core   minio.Core
 	b      *s3util.Bucket
 	errs   s3util.Classifier
+	lock   *targets.ObjectLock // nil: no retention
 }
 
 var _ targets.Target = (*Target)(nil)
@@ -82,6 +87,14 @@ func New(opts Options) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	var lock *targets.ObjectLock
+	if opts.ObjectLock != nil {
+		if err := opts.ObjectLock.Check(); err != nil {
+			return nil, fmt.Errorf("s3 target %s: %w", opts.Endpoint, err)
+		}
+		l := *opts.ObjectLock // the caller's may change later; a target's does not
+		lock = &l
+	}
 	if opts.Region == "" {
 		opts.Region = "us-east-1"
 	}
@@ -97,7 +110,7 @@ func New(opts Options) (*Target, error) {
 		return nil, fmt.Errorf("s3 target %s: %w", opts.Endpoint, err)
 	}
 	endpoint := u.Scheme + "://" + u.Host
-	t := &Target{client: client, core: minio.Core{Client: client}, b: s3util.NewBucket(c, endpoint, endpoint)}
+	t := &Target{client: client, core: minio.Core{Client: client}, b: s3util.NewBucket(c, endpoint, endpoint), lock: lock}
 	t.errs = s3util.Classifier{NoBucket: t.b.NoBucket}
 	return t, nil
 }
@@ -117,4 +130,16 @@ func (t *Target) CheckBucket(ctx context.Context) error {
 	}
 	t.b.Seen()
 	return nil
+}
+
+// CheckObjectLock verifies that the bucket has Object Lock enabled, without
+// which S3 refuses every write that asks for retention. Opening a target
+// with Options.ObjectLock calls it, so the mistake shows at once and
+// names its fix.
+func (t *Target) CheckObjectLock(ctx context.Context) error {
+	enabled, _, _, _, err := t.client.GetObjectLockConfig(ctx, t.b.Bucket)
+	if err != nil {
+		return t.b.LockChecked(t.classify(ctx, err, nil), false)
+	}
+	return t.b.LockChecked(nil, enabled == "Enabled")
 }

@@ -23,6 +23,8 @@ func newTarget(t *testing.T, cfg s3utiltest.Config) targets.Target {
 		SecretKey:    cfg.SecretKey,
 		PartSize:     s3compat.MinPartSize,
 		ListPageSize: cfg.ListPageSize,
+		ObjectLock:   cfg.ObjectLock,
+		Transport:    cfg.Transport,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -37,3 +39,7 @@ func TestConformance(t *testing.T) { suite.Conformance(t, "") }
 func TestS3(t *testing.T) { suite.S3(t) }
 
 func TestPrefix(t *testing.T) { suite.Prefix(t) }
+
+// TestObjectLock runs the Object Lock suite under a prefix, so that the
+// keys picked for retention are seen without it.
+func TestObjectLock(t *testing.T) { suite.ObjectLock(t, "some/prefix") }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -16,13 +17,16 @@ import (
 )
 
 // S3Config is what an S3 target needs to reach the test server. The
-// factory must use a 5 MiB part size, and ListPageSize when it is set.
+// factory must use a 5 MiB part size, and ListPageSize, ObjectLock and
+// Transport when they are set.
 type S3Config struct {
 	Endpoint     string
 	Bucket       string
 	AccessKey    string
 	SecretKey    string
 	ListPageSize int
+	ObjectLock   *targets.ObjectLock
+	Transport    http.RoundTripper
 }
 
 // RunS3 checks what only an S3 target has: error classification against

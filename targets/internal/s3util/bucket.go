@@ -162,6 +162,30 @@ func (b *Bucket) CheckFailed(err error) error {
 	return fmt.Errorf("check bucket %s at %s: %w", b.Bucket, b.where, err)
 }
 
+// LockChecked ends a target's CheckObjectLock. err is the classified
+// error of GetObjectLockConfiguration (nil if the server answered) and
+// enabled whether the answer said Enabled.
+func (b *Bucket) LockChecked(err error, enabled bool) error {
+	var se *ServiceError
+	switch {
+	case err == nil && enabled:
+		b.Seen()
+		return nil
+	case err == nil || errors.Is(err, targets.ErrNoObjectLock):
+		return fmt.Errorf("%w: bucket %s at %s does not have Object Lock enabled: create the bucket with Object Lock enabled "+
+			"(aws s3api create-bucket --object-lock-enabled-for-bucket), or turn it on for this bucket "+
+			"(aws s3api put-object-lock-configuration with ObjectLockEnabled=Enabled; versioning must be enabled first), "+
+			"or remove object_lock from the repository's settings", targets.ErrNoObjectLock, b.Bucket, b.where)
+	case errors.As(err, &se) && (se.Status == http.StatusNotImplemented || se.Code == "NotImplemented"):
+		// Not worth a retry: the server lacks the feature.
+		return fmt.Errorf("%w: the server at %s does not implement Object Lock (%s): use one that does, or remove object_lock from the repository's settings",
+			targets.ErrNoObjectLock, b.where, se.Msg)
+	case errors.Is(err, targets.ErrAccessDenied):
+		return fmt.Errorf("check object lock of bucket %s at %s (the credentials need s3:GetBucketObjectLockConfiguration): %w", b.Bucket, b.where, err)
+	}
+	return fmt.Errorf("check object lock of bucket %s at %s: %w", b.Bucket, b.where, err)
+}
+
 // StatMissing refines the classified error of a HEAD, whose 404 has no
 // body to tell a missing key from a missing bucket. Until the bucket has
 // been seen, a 404 is followed by check, a bucket check, so that a wrong

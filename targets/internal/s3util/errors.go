@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/drctl/drctl/targets"
@@ -17,6 +18,10 @@ import (
 type ServiceError struct {
 	Msg string
 	Err error
+	// Status and Code are the server's answer, for callers that must
+	// tell one refusal from another (an unimplemented call, say).
+	Status int
+	Code   string
 }
 
 func (e *ServiceError) Error() string { return e.Msg }
@@ -65,7 +70,7 @@ func (c *Classifier) Classify(ctx context.Context, err error, a Answer, lost err
 		return c.unanswered(err)
 	}
 	code, status := a.Code, a.Status
-	se := &ServiceError{Err: err, Msg: fmt.Sprintf("HTTP %d %s", status, code)}
+	se := &ServiceError{Err: err, Msg: fmt.Sprintf("HTTP %d %s", status, code), Status: status, Code: code}
 	if a.Message != "" {
 		se.Msg += ": " + a.Message
 	}
@@ -83,6 +88,9 @@ func (c *Classifier) Classify(ctx context.Context, err error, a Answer, lost err
 		// versitygw's posix back end, like a directory, cannot hold both
 		// "a" and "a/b". Permanent: retrying will not change it.
 		return se
+	case code == "ObjectLockConfigurationNotFoundError":
+		// A 404 about the bucket's settings, not a missing key.
+		return fmt.Errorf("%w: %w", targets.ErrNoObjectLock, se)
 	case code == "NoSuchKey" || code == "NotFound" || status == 404:
 		return targets.ErrNotFound
 	case lost != nil && (code == "PreconditionFailed" || status == 412):
@@ -93,6 +101,17 @@ func (c *Classifier) Classify(ctx context.Context, err error, a Answer, lost err
 		return fmt.Errorf("%w (%s)", lost, se.Msg)
 	case code == "InvalidRange" || status == 416:
 		return targets.ErrRange
+	case locked(a) && lost == targets.ErrExists:
+		// A create-only write refused because a retained object is
+		// there (a bucket without versioning) did find the key taken:
+		// its callers, and the retry layer's recovery from a lost
+		// answer, look for ErrExists.
+		return fmt.Errorf("%w, %w: %w", targets.ErrExists, targets.ErrLocked, se)
+	case locked(a):
+		// Before the 403 rule: Amazon answers a locked object with a
+		// plain AccessDenied, and prune must not mistake it for a
+		// permission problem.
+		return fmt.Errorf("%w: %w", targets.ErrLocked, se)
 	case status == 403 || code == "AccessDenied" || code == "InvalidAccessKeyId" ||
 		code == "SignatureDoesNotMatch" || code == "ExpiredToken" || code == "InvalidToken":
 		return fmt.Errorf("%w: %w", targets.ErrAccessDenied, se)
@@ -103,6 +122,22 @@ func (c *Classifier) Classify(ctx context.Context, err error, a Answer, lost err
 		return c.unanswered(err)
 	}
 	return se
+}
+
+// locked reports whether a is a refusal because of Object Lock
+// retention or a legal hold. There is no dedicated code: Amazon S3,
+// versitygw and Ceph answer 403 AccessDenied "Access Denied because object
+// protected by object lock.", MinIO 400 InvalidRequest "Object is WORM
+// protected and cannot be overwritten"; only the message tells.
+func locked(a Answer) bool {
+	msg := strings.ToLower(a.Message)
+	switch a.Code {
+	case "AccessDenied", "InvalidRequest":
+		return strings.Contains(msg, "object lock") || strings.Contains(msg, "worm protected")
+	case "ObjectLocked":
+		return true
+	}
+	return false
 }
 
 // unanswered classifies a failure to get an answer at all: a network

@@ -42,6 +42,15 @@ func TestClassify(t *testing.T) {
 		{name: "conflict unasked", c: minio, a: Answer{409, "ConditionalRequestConflict", ""}, transient: true},
 		{name: "range", c: minio, a: Answer{416, "InvalidRange", ""}, want: targets.ErrRange},
 		{name: "denied", c: minio, a: Answer{403, "AccessDenied", ""}, want: targets.ErrAccessDenied},
+		{name: "locked", c: aws, a: Answer{403, "AccessDenied", "Access Denied because object protected by object lock."}, want: targets.ErrLocked,
+			msg: "object is under object lock retention: HTTP 403 AccessDenied: Access Denied because object protected by object lock."},
+		{name: "locked, create-only", c: aws, a: Answer{403, "AccessDenied", "Access Denied because object protected by object lock."}, lost: targets.ErrExists,
+			want: targets.ErrLocked, msg: "object already exists, object is under object lock retention: HTTP 403 AccessDenied: Access Denied because object protected by object lock."},
+		{name: "locked, minio", c: minio, a: Answer{400, "InvalidRequest", "Object is WORM protected and cannot be overwritten"}, want: targets.ErrLocked},
+		{name: "locked, own code", c: minio, a: Answer{403, "ObjectLocked", ""}, want: targets.ErrLocked},
+		{name: "other invalid request", c: minio, a: Answer{400, "InvalidRequest", "Bucket is missing ObjectLockConfiguration"},
+			msg: "HTTP 400 InvalidRequest: Bucket is missing ObjectLockConfiguration"},
+		{name: "no lock configuration", c: aws, a: Answer{404, "ObjectLockConfigurationNotFoundError", "none"}, want: targets.ErrNoObjectLock},
 		{name: "throttled", c: minio, a: Answer{503, "SlowDown", ""}, transient: true},
 		{name: "other", c: minio, a: Answer{400, "BadDigest", "x"}, msg: "HTTP 400 BadDigest: x"},
 		{name: "refused", c: minio, err: syscall.ECONNREFUSED, transient: true},
@@ -73,6 +82,16 @@ func TestClassify(t *testing.T) {
 				t.Errorf("%v does not wrap the library's error", got)
 			}
 		})
+	}
+
+	// A locked object is no permission problem: prune waits for the one
+	// and fails on the other.
+	if err := minio.Classify(t.Context(), sdk, Answer{403, "AccessDenied", "Access Denied because object protected by object lock."}, nil); errors.Is(err, targets.ErrAccessDenied) {
+		t.Errorf("locked object: %v is also ErrAccessDenied", err)
+	}
+
+	if err := minio.Classify(t.Context(), sdk, Answer{403, "AccessDenied", "Access Denied because object protected by object lock."}, targets.ErrExists); !errors.Is(err, targets.ErrExists) {
+		t.Errorf("create-only write over a locked object: %v is not ErrExists", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -58,6 +58,13 @@ func (s *Suite) S3(t *testing.T) {
 	})
 }
 
+// ObjectLock runs targettest.RunObjectLock under prefix.
+func (s *Suite) ObjectLock(t *testing.T, prefix string) {
+	targettest.RunObjectLock(t, s.srv, prefix, func(t *testing.T, cfg targettest.S3Config) targets.Target {
+		return s.newTarget(t, cfg, prefix)
+	})
+}
+
 // Prefix runs targettest.RunPrefix on one fresh bucket.
 func (s *Suite) Prefix(t *testing.T) {
 	targettest.RunPrefix(t, func(t *testing.T, bucket, prefix string) targets.Target {
