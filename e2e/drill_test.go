@@ -308,6 +308,44 @@ func TestDrill(t *testing.T) {
 		}
 	})
 
+	t.Run("crashed replica fails fast and tears down", func(t *testing.T) {
+		slow := filepath.Join(dr.dir, "slow.yaml")
+		extra := "          - serial: 'never printed'\n            timeout: 5m\n"
+		if err := os.WriteFile(slow, []byte(drillPlan("slow", []string{"db"}, extra)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(drctlBin, "drill", "-r", repo, "--plan", slow, "--state-dir", state, "--json")
+		cmd.Env, cmd.Dir = dr.vars, dr.dir
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for dr.countQEMUs(t) == 0 {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("no replica started:\n%s", errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second) // into the checks
+		killReplicas(dr.dir)
+		crashed := time.Now()
+		err := cmd.Wait()
+		if time.Since(crashed) > 30*time.Second {
+			t.Fatalf("the drill took %v to notice its replica died", time.Since(crashed))
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 18 {
+			t.Fatalf("drill with a crashed replica: %v\n%s", err, errb.String())
+		}
+		d := parseDrill(t, out.Bytes())
+		if d.Passed || !strings.Contains(d.VMs[0].Error, "QEMU exited") || d.TornDown.IsZero() {
+			t.Fatalf("report of the crashed drill: %+v", d)
+		}
+	})
+
 	t.Run("two plans at once", func(t *testing.T) {
 		var rs [2]result
 		for i, vm := range []string{"db", "web"} {
