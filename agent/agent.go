@@ -46,6 +46,9 @@ type Options struct {
 	Logger   *slog.Logger
 	// RPOCheck is how often RPO targets are checked (default 10 s).
 	RPOCheck time.Duration
+	// StatsEvery is how often repository size and dedup ratio are
+	// measured (default 10 min; each manifest is read once).
+	StatsEvery time.Duration
 	// HTTPClient posts webhooks (default: a client with a 10 s timeout).
 	HTTPClient *http.Client
 	now        func() time.Time
@@ -58,6 +61,7 @@ type Agent struct {
 	metrics *metrics
 	repos   *repoCache
 	slots   *slots
+	stats   repoStats
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -132,9 +136,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "site", a.opts.Site, "vms", len(a.cfg.VMs))
 
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); a.heartbeats(ctx) }()
 	go func() { defer bg.Done(); a.watchRPO(ctx) }()
+	go func() { defer bg.Done(); a.watchRepoStats(ctx) }()
 	<-ctx.Done()
 
 	a.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +194,10 @@ vms:
 	}
 	if metric(t, m, `drctl_repository_prunes_total{repository="`+dir+`", result="ok"}`) < 1 {
 		t.Fatal("no prune ran")
+	}
+	if d := metric(t, m, `drctl_repository_dedup_ratio{repository="`+dir+`"}`); d < 2 {
+		// Many snapshots of two mostly unchanged disks: a high ratio.
+		t.Fatalf("dedup ratio %v", d)
 	}
 	if metric(t, m, `drctl_vm_bytes_read_total{vm="guest"}`) <= 0 || metric(t, m, `drctl_vm_bytes_uploaded_total{vm="files"}`) <= 0 {
 		t.Fatal("byte counters did not move")
@@ -396,4 +401,54 @@ func TestAgentScheduledDrill(t *testing.T) {
 	if err != nil || len(refs) < 1 {
 		t.Fatalf("drill records: %v %v", refs, err)
 	}
+}
+
+// TestAgentOverrun: a run that takes longer than its schedule's period is
+// not started again while it runs; the skipped slots are counted.
+func TestAgentOverrun(t *testing.T) {
+	var running, most atomic.Int32
+	dir, open := testRepo(t, func(tg targets.Target) targets.Target {
+		f := targets.NewFaulty(tg)
+		// Each commit takes 2.5 s: the every-second schedule overruns.
+		f.Add(targets.Fault{Ops: []targets.Op{targets.OpPutIfAbsent}, KeyPrefix: "snapshots/", Delay: 2500 * time.Millisecond})
+		return &countingPuts{Target: f, running: &running, most: &most}
+	})
+	img := filepath.Join(t.TempDir(), "db.img")
+	testimg.Write(t, img, 1<<20, 4)
+	cfg := loadConfig(t, fmt.Sprintf("repository: %s\nagent: {prune: \"off\"}\nvms:\n  db:\n    disks: [{path: %s}]\n    schedule: \"* * * * * *\"\n", dir, img))
+	ag, err := New(Options{Config: cfg, Site: "primary", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	time.Sleep(7 * time.Second)
+	cancel()
+	<-done
+	ok, skipped := testutilValue(ag, "drctl_vm_replications_total", "db", "ok"), testutilValue(ag, "drctl_vm_replications_total", "db", "skipped")
+	t.Logf("in 7 s: %v runs, %v slots skipped, at most %d commits at once", ok, skipped, most.Load())
+	if skipped < 3 || ok < 1 || ok > 3 || most.Load() != 1 {
+		t.Fatalf("%v runs, %v skipped, %d concurrent commits", ok, skipped, most.Load())
+	}
+}
+
+// countingPuts tracks how many snapshot commits run at once.
+type countingPuts struct {
+	targets.Target
+	running, most *atomic.Int32
+}
+
+func (c *countingPuts) PutIfAbsent(ctx context.Context, key string, data []byte) (targets.ObjectInfo, error) {
+	if strings.HasPrefix(key, "snapshots/") {
+		n := c.running.Add(1)
+		defer c.running.Add(-1)
+		for {
+			m := c.most.Load()
+			if n <= m || c.most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+	}
+	return c.Target.PutIfAbsent(ctx, key, data)
 }

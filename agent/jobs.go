@@ -241,7 +241,9 @@ func (j *job) prune(ctx context.Context) error {
 	}
 	a.log.Info("pruned", "repository", repoLabel(j.repository), "freed", res.BytesFreed, "packs_deleted", res.PacksDeleted,
 		"took", a.opts.now().Sub(start).Round(time.Millisecond))
-	a.metrics.repoSize.WithLabelValues(repoLabel(j.repository)).Set(float64(res.BytesAfter))
+	if err := a.scanRepo(ctx, j.repository); err != nil {
+		a.log.Warn("could not measure the repository after prune", "repository", repoLabel(j.repository), "err", err)
+	}
 	return nil
 }
 

@@ -20,6 +20,8 @@ type metrics struct {
 	snapshots     *prometheus.GaugeVec
 	prunes        *prometheus.CounterVec
 	repoSize      *prometheus.GaugeVec
+	repoLogical   *prometheus.GaugeVec
+	repoDedup     *prometheus.GaugeVec
 	running       prometheus.Gauge
 	drills        *prometheus.CounterVec
 	drillPassed   *prometheus.GaugeVec
@@ -56,6 +58,10 @@ func newMetrics() *metrics {
 			Help: "Prune runs by result."}, []string{"repository", "result"}),
 		repoSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_size_bytes",
 			Help: "Bytes stored in the repository's packs, as of the last prune or scan."}, []string{"repository"}),
+		repoLogical: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_logical_bytes",
+			Help: "Allocated bytes of every snapshot's disks: what the snapshots would take stored one by one."}, []string{"repository"}),
+		repoDedup: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_dedup_ratio",
+			Help: "Logical bytes over stored bytes (dedup and compression together)."}, []string{"repository"}),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "drctl_agent_jobs_running",
 			Help: "Jobs holding a concurrency slot."}),
 		drills: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_drills_total",
@@ -70,7 +76,7 @@ func newMetrics() *metrics {
 			Help: "Config reloads (SIGHUP) by result."}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.lastSuccess, m.lastError, m.rpo, m.rpoTarget, m.rpoViolated, m.duration, m.bytesRead, m.bytesUploaded,
-		m.runs, m.snapshots, m.prunes, m.repoSize, m.running, m.reloads, m.drills, m.drillPassed, m.drillTime, m.drillRTO,
+		m.runs, m.snapshots, m.prunes, m.repoSize, m.repoLogical, m.repoDedup, m.running, m.reloads, m.drills, m.drillPassed, m.drillTime, m.drillRTO,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -471,7 +471,11 @@ func (w *Writer) Commit(ctx context.Context, s *Snapshot) error {
 		return fmt.Errorf("commit snapshot %s: %w", s.ID, err)
 	}
 	err := w.r.SaveSnapshot(ctx, s)
-	if rerr := w.Release(ctx); rerr != nil {
+	// Released even when ctx ended: a lease left behind blocks sweeps
+	// until it expires.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if rerr := w.Release(rctx); rerr != nil {
 		w.r.log.Warn("could not release the writer lease (it expires)", "lease", w.lease.id, "err", rerr)
 	}
 	return err
