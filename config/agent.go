@@ -127,31 +127,31 @@ func (c *Config) validateAgent() {
 	p, a := c.problems, c.Agent
 	if a.Metrics != "" {
 		if _, _, err := net.SplitHostPort(a.Metrics); err != nil {
-			p.addf("agent.metrics", "%q is not host:port (%v): use e.g. 127.0.0.1:9610, or :9610 for every address", a.Metrics, err)
+			p.Addf("agent.metrics", "%q is not host:port (%v): use e.g. 127.0.0.1:9610, or :9610 for every address", a.Metrics, err)
 		}
 	}
 	if a.Heartbeat != "" {
 		if d, err := time.ParseDuration(a.Heartbeat); err != nil || d <= 0 {
-			p.addf("agent.heartbeat", "%q is not a positive duration: use e.g. 30s or 1m", a.Heartbeat)
+			p.Addf("agent.heartbeat", "%q is not a positive duration: use e.g. 30s or 1m", a.Heartbeat)
 		}
 	}
 	if a.MaxJobs < 0 {
-		p.addf("agent.max_jobs", "must be 1 or more (default %d)", DefaultMaxJobs)
+		p.Addf("agent.max_jobs", "must be 1 or more (default %d)", DefaultMaxJobs)
 	}
 	if a.MaxJobsPerRepository < 0 {
-		p.addf("agent.max_jobs_per_repository", "must be 1 or more (default: max_jobs)")
+		p.Addf("agent.max_jobs_per_repository", "must be 1 or more (default: max_jobs)")
 	}
 	if _, err := ParseRate(a.Bandwidth); err != nil {
-		p.addf("agent.bandwidth", "%v", err)
+		p.Addf("agent.bandwidth", "%v", err)
 	}
 	if a.Webhook != "" {
 		if u, err := url.Parse(a.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.addf("agent.webhook", "%q is not an http(s) URL", a.Webhook)
+			p.Addf("agent.webhook", "%q is not an http(s) URL", a.Webhook)
 		}
 	}
 	if s := a.PruneSchedule(); s != "" {
 		if _, err := ParseSchedule(s); err != nil {
-			p.addf("agent.prune", "%q is not a valid schedule (%v): %s, or off", s, err, scheduleHint)
+			p.Addf("agent.prune", "%q is not a valid schedule (%v): %s, or off", s, err, scheduleHint)
 		}
 	}
 }

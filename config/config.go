@@ -37,10 +37,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -49,6 +47,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/drctl/drctl/internal/yamlstrict"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -84,7 +83,7 @@ type Config struct {
 	Warnings []string
 
 	env      overrides
-	problems *problems // key lines, for errors found after Load
+	problems *yamlstrict.Problems // key lines, for errors found after Load
 }
 
 // RepositoryConfig is one entry of repositories: in drctl.yaml.
@@ -190,7 +189,7 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{File: file, Searched: searched, env: ov, problems: newProblems(displayName(file))}
+	c := &Config{File: file, Searched: searched, env: ov, problems: yamlstrict.NewProblems(displayName(file))}
 	if file != "" {
 		if err := c.readFile(file); err != nil {
 			return nil, err
@@ -283,18 +282,18 @@ func (c *Config) readFile(file string) error {
 	if err != nil {
 		return fmt.Errorf("read config file %s: %w", file, err)
 	}
-	root, err := parseYAML(file, data)
+	root, err := configSyntax.Parse(file, data)
 	if err != nil || root == nil {
 		return err
 	}
 	var fc fileConfig
-	d := &decoder{p: c.problems}
-	if root.Kind != yaml.MappingNode && !isNull(root) {
-		d.p.addAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:, agent:, drills:), got %s", describe(root))
-		return d.p.err()
+	p := c.problems
+	if root.Kind != yaml.MappingNode && !yamlstrict.IsNull(root) {
+		p.AddAt(root.Line, "", "the top level must be a mapping of settings (repository:, repositories:, vms:, log_level:, site:, agent:, drills:), got %s", yamlstrict.Describe(root))
+		return p.Err()
 	}
-	d.decode(root, "", reflect.ValueOf(&fc).Elem())
-	if err := d.p.err(); err != nil {
+	yamlstrict.NewDecoder(p).Decode(root, "", reflect.ValueOf(&fc).Elem())
+	if err := p.Err(); err != nil {
 		return err
 	}
 	c.Repository, c.Repositories, c.VMs, c.LogLevel, c.Site, c.Agent, c.Drills = fc.Repository, fc.Repositories, fc.VMs, fc.LogLevel, fc.Site, fc.Agent, fc.Drills
@@ -302,29 +301,23 @@ func (c *Config) readFile(file string) error {
 	return nil
 }
 
-// parseYAML returns the root node of the single document in data, nil for
-// an empty document, or an error with file and line.
-func parseYAML(file string, data []byte) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil
+// configSyntax words YAML syntax errors for drctl.yaml; its hints
+// name the settings people get wrong there, such as cron schedules.
+var configSyntax = yamlstrict.Syntax{
+	MultiDoc: "more than one YAML document (---): put all settings in one document",
+	Hint:     syntaxHint,
+}
+
+func syntaxHint(data []byte, line int, msg string) string {
+	switch {
+	case strings.Contains(msg, "alias") || strings.Contains(msg, "did not find expected alphabetic or numeric character"):
+		if text := yamlstrict.LineText(data, line); strings.Contains(text, ": *") || strings.Contains(text, "- *") {
+			return " (a value starting with * must be quoted, e.g. schedule: \"*/15 * * * *\")"
 		}
-		return nil, syntaxError(file, data, err)
+	case strings.Contains(msg, "mapping values are not allowed"):
+		return " (check the indentation, and quote values that contain \": \")"
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		line := extra.Line
-		if err != nil {
-			return nil, syntaxError(file, data, err)
-		}
-		return nil, &FieldError{File: file, Line: line, Problem: "more than one YAML document (---): put all settings in one document"}
-	}
-	if len(doc.Content) == 0 {
-		return nil, nil
-	}
-	return doc.Content[0], nil
+	return ""
 }
 
 func (c *Config) warnSecrets(file string) {
@@ -333,12 +326,12 @@ func (c *Config) warnSecrets(file string) {
 		return
 	}
 	mode := fi.Mode().Perm()
-	for _, name := range sortedKeys(c.Repositories) {
+	for _, name := range yamlstrict.SortedKeys(c.Repositories) {
 		r := c.Repositories[name]
 		key := "repositories." + name
 		if r.Password != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %s.password: a password in the config file is discouraged: use password_file (mode 0600) or DRCTL_PASSWORD_FILE",
-				file, c.problems.lineOf(key+".password"), key))
+				file, c.problems.LineOf(key+".password"), key))
 		}
 		if (r.Password != "" || r.SecretAccessKey != "") && mode&0o077 != 0 {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: holds secrets of %s but other users can read it (mode %04o): run chmod 600 %s",
@@ -400,7 +393,7 @@ func (c *Config) GroupVMs(group string) []VM {
 
 // VMNames returns the names of the configured VMs, sorted.
 func (c *Config) VMNames() []string {
-	return sortedKeys(c.VMs)
+	return yamlstrict.SortedKeys(c.VMs)
 }
 
 // VM returns the named VM. Its Repository is the VM's own repository, or
@@ -408,7 +401,7 @@ func (c *Config) VMNames() []string {
 func (c *Config) VM(name string) (VM, error) {
 	vm, ok := c.VMs[name]
 	if !ok {
-		return VM{}, fmt.Errorf("vm %s is not in the config (%s)%s; %s", name, c.whereFrom(), didYouMean(name, c.VMNames()), c.knownVMs())
+		return VM{}, fmt.Errorf("vm %s is not in the config (%s)%s; %s", name, c.whereFrom(), yamlstrict.DidYouMean(name, c.VMNames()), c.knownVMs())
 	}
 	vm.Name = name
 	if vm.Repository == "" {
@@ -445,13 +438,4 @@ func (c *Config) defaultRepository() string {
 		}
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -23,12 +23,12 @@ func (c *Config) validateDrills() {
 	for i, d := range c.Drills {
 		key := fmt.Sprintf("drills[%d]", i)
 		if d.Plan == "" {
-			p.addf(key+".plan", "missing: name the recovery plan file to drill")
+			p.Addf(key+".plan", "missing: name the recovery plan file to drill")
 		}
 		if d.Schedule == "" {
-			p.addf(key+".schedule", "missing: when to run the drill, e.g. \"0 3 * * 6\" (Saturdays at 03:00)")
+			p.Addf(key+".schedule", "missing: when to run the drill, e.g. \"0 3 * * 6\" (Saturdays at 03:00)")
 		} else if _, err := ParseSchedule(d.Schedule); err != nil {
-			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): %s", d.Schedule, err, scheduleHint)
+			p.Addf(key+".schedule", "%q is not a valid cron schedule (%v): %s", d.Schedule, err, scheduleHint)
 		}
 		c.checkRepositoryRef(key+".repository", d.Repository)
 	}

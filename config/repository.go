@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/drctl/drctl/internal/yamlstrict"
 )
 
 // Repository is a repository ready to open: where it is and how to
@@ -53,18 +55,18 @@ func (c *Config) validateObjectLock(key string, r RepositoryConfig) {
 	switch strings.ToLower(l.Mode) {
 	case "governance", "compliance":
 	case "":
-		p.addf(key+".mode", "missing: set governance (a user allowed s3:BypassGovernanceRetention can still delete early) or compliance (nobody can, not even the account root)")
+		p.Addf(key+".mode", "missing: set governance (a user allowed s3:BypassGovernanceRetention can still delete early) or compliance (nobody can, not even the account root)")
 	default:
-		p.addf(key+".mode", "%q is not an object lock mode: use governance or compliance", l.Mode)
+		p.Addf(key+".mode", "%q is not an object lock mode: use governance or compliance", l.Mode)
 	}
 	switch {
 	case l.Days == 0:
-		p.addf(key+".days", "missing: set how many days new objects stay locked, longer than an attack could go unnoticed, e.g. days: 30")
+		p.Addf(key+".days", "missing: set how many days new objects stay locked, longer than an attack could go unnoticed, e.g. days: 30")
 	case l.Days < 0 || l.Days > maxLockDays:
-		p.addf(key+".days", "%d is not between 1 and %d (100 years): set the number of days new objects stay locked", l.Days, maxLockDays)
+		p.Addf(key+".days", "%d is not between 1 and %d (100 years): set the number of days new objects stay locked", l.Days, maxLockDays)
 	}
 	if r.URL != "" && !strings.HasPrefix(r.URL, "s3:") {
-		p.addf(key, "set for %s, which is not an S3 bucket: object lock needs an S3 bucket with Object Lock enabled; use an s3: URL or remove object_lock", r.URL)
+		p.Addf(key, "set for %s, which is not an S3 bucket: object lock needs an S3 bucket with Object Lock enabled; use an s3: URL or remove object_lock", r.URL)
 	}
 }
 
@@ -111,7 +113,7 @@ func (c *Config) checkUnknownName(ref string) error {
 	if isLocation(ref) {
 		return nil
 	}
-	s := suggest(ref, sortedKeys(c.Repositories))
+	s := suggest(ref, yamlstrict.SortedKeys(c.Repositories))
 	if s == "" {
 		return nil
 	}
@@ -134,7 +136,7 @@ func (c *Config) password(name string, rc RepositoryConfig) (string, string, err
 		pw, err := readPasswordFile(rc.PasswordFile)
 		if err != nil {
 			key := "repositories." + name + ".password_file"
-			return "", "", &FieldError{File: c.File, Line: c.problems.lineOf(key), Key: key, Problem: passwordFileProblem(rc.PasswordFile, err), Err: err}
+			return "", "", &FieldError{File: c.problems.File(), Line: c.problems.LineOf(key), Key: key, Problem: passwordFileProblem(rc.PasswordFile, err), Err: err}
 		}
 		return pw, "password_file " + rc.PasswordFile, nil
 	case rc.Password != "":

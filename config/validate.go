@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/drctl/drctl/internal/yamlstrict"
 )
 
 // namePattern is what VM, disk and repository names must match: they
@@ -30,17 +32,17 @@ func isLocation(ref string) bool {
 // overrides) and fills in defaults.
 func (c *Config) validate() error {
 	if c.Site != "" && !namePattern.MatchString(c.Site) {
-		c.problems.addf("site", "%q is not a valid site name: %s", c.Site, nameRule)
+		c.problems.Addf("site", "%q is not a valid site name: %s", c.Site, nameRule)
 	}
 	if c.LogLevel != "" && !slices.Contains(logLevels, c.LogLevel) {
-		c.problems.addf("log_level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
+		c.problems.Addf("log_level", "%q is not a log level: use one of %s", c.LogLevel, strings.Join(logLevels, ", "))
 	}
-	for _, name := range sortedKeys(c.Repositories) {
+	for _, name := range yamlstrict.SortedKeys(c.Repositories) {
 		c.validateRepository(name, c.Repositories[name])
 	}
 	c.checkRepositoryRef("repository", c.Repository)
 	diskOwner := map[string]string{} // cleaned disk path -> key of its first use
-	for _, name := range sortedKeys(c.VMs) {
+	for _, name := range yamlstrict.SortedKeys(c.VMs) {
 		vm := c.VMs[name]
 		vm.Name = name
 		c.VMs[name] = vm
@@ -48,25 +50,25 @@ func (c *Config) validate() error {
 	}
 	c.validateAgent()
 	c.validateDrills()
-	return c.problems.err()
+	return c.problems.Err()
 }
 
 func (c *Config) validateRepository(name string, r RepositoryConfig) {
 	p, key := c.problems, "repositories."+name
 	if !namePattern.MatchString(name) {
-		p.addf(key, "%q is not a valid repository name: %s", name, nameRule)
+		p.Addf(key, "%q is not a valid repository name: %s", name, nameRule)
 	}
 	switch {
 	case r.URL == "":
-		p.addf(key+".url", "missing: set where the repository is: a directory such as /srv/drctl/repo, or s3:http://HOST:PORT/BUCKET/PREFIX")
+		p.Addf(key+".url", "missing: set where the repository is: a directory such as /srv/drctl/repo, or s3:http://HOST:PORT/BUCKET/PREFIX")
 	case strings.HasPrefix(r.URL, "s3:") && strings.Trim(strings.TrimPrefix(r.URL, "s3:"), "/") == "":
-		p.addf(key+".url", "%q names no bucket: use s3:http://HOST:PORT/BUCKET/PREFIX or s3:HOST/BUCKET/PREFIX", r.URL)
+		p.Addf(key+".url", "%q names no bucket: use s3:http://HOST:PORT/BUCKET/PREFIX or s3:HOST/BUCKET/PREFIX", r.URL)
 	}
 	if r.Password != "" && r.PasswordFile != "" {
-		p.addf(key+".password", "both password and password_file are set: remove password and keep password_file")
+		p.Addf(key+".password", "both password and password_file are set: remove password and keep password_file")
 	}
 	if (r.AccessKeyID == "") != (r.SecretAccessKey == "") {
-		p.addf(key, "access_key_id and secret_access_key go together: set both, or neither to use the AWS default credentials (environment, ~/.aws, instance role)")
+		p.Addf(key, "access_key_id and secret_access_key go together: set both, or neither to use the AWS default credentials (environment, ~/.aws, instance role)")
 	}
 	c.validateObjectLock(key, r)
 }
@@ -80,43 +82,43 @@ func (c *Config) checkRepositoryRef(key, ref string) {
 	if _, ok := c.Repositories[ref]; ok {
 		return
 	}
-	names := sortedKeys(c.Repositories)
+	names := yamlstrict.SortedKeys(c.Repositories)
 	known := "no repositories are configured"
 	if len(names) > 0 {
 		known = "configured: " + strings.Join(names, ", ")
 	}
-	c.problems.addf(key, "%q is not in repositories%s (%s): use one of those names, a URL such as s3:http://HOST:PORT/BUCKET/PREFIX, or a path such as ./%s",
-		ref, didYouMean(ref, names), known, ref)
+	c.problems.Addf(key, "%q is not in repositories%s (%s): use one of those names, a URL such as s3:http://HOST:PORT/BUCKET/PREFIX, or a path such as ./%s",
+		ref, yamlstrict.DidYouMean(ref, names), known, ref)
 }
 
 func (c *Config) validateVM(name string, vm VM, diskOwner map[string]string) {
 	p, key := c.problems, "vms."+name
 	if !namePattern.MatchString(name) {
-		p.addf(key, "%q is not a valid VM name: %s", name, nameRule)
+		p.Addf(key, "%q is not a valid VM name: %s", name, nameRule)
 	}
 	c.checkRepositoryRef(key+".repository", vm.Repository)
 	switch {
 	case len(vm.Disks) == 0 && vm.QMP == "":
-		p.addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}], or give qmp: the QMP socket of the running VM", name)
+		p.Addf(key+".disks", "missing: list the VM's disks, e.g. disks: [{path: /var/lib/vms/%s.img}], or give qmp: the QMP socket of the running VM", name)
 	case vm.Group != "" && vm.QMP == "":
-		p.addf(key+".group", "set without qmp: a consistency group snapshots running VMs at one instant; add qmp:")
+		p.Addf(key+".group", "set without qmp: a consistency group snapshots running VMs at one instant; add qmp:")
 	case vm.QGA != "" && vm.QMP == "":
-		p.addf(key+".qga", "set without qmp: the guest agent is used for snapshots of a running VM; add qmp: or remove qga:")
+		p.Addf(key+".qga", "set without qmp: the guest agent is used for snapshots of a running VM; add qmp: or remove qga:")
 	case len(vm.Disks) > 0 && vm.QMP != "":
-		p.addf(key+".qmp", "set together with disks: a VM with qmp: is snapshotted with all its disks; remove disks:")
+		p.Addf(key+".qmp", "set together with disks: a VM with qmp: is snapshotted with all its disks; remove disks:")
 	}
 	c.validateDisks(key, vm.Disks, diskOwner)
 	if vm.Firmware != "" && vm.Firmware != "bios" && vm.Firmware != "uefi" {
-		p.addf(key+".firmware", "%q is not a firmware drctl knows: use bios or uefi (or leave it out to detect it)", vm.Firmware)
+		p.Addf(key+".firmware", "%q is not a firmware drctl knows: use bios or uefi (or leave it out to detect it)", vm.Firmware)
 	}
 	if vm.Schedule != "" {
 		if _, err := ParseSchedule(vm.Schedule); err != nil {
-			p.addf(key+".schedule", "%q is not a valid cron schedule (%v): %s", vm.Schedule, err, scheduleHint)
+			p.Addf(key+".schedule", "%q is not a valid cron schedule (%v): %s", vm.Schedule, err, scheduleHint)
 		}
 	}
 	if vm.RPO != "" {
 		if d, err := time.ParseDuration(vm.RPO); err != nil || d <= 0 {
-			p.addf(key+".rpo", "%q is not a positive duration: use e.g. 15m or 1h", vm.RPO)
+			p.Addf(key+".rpo", "%q is not a positive duration: use e.g. 15m or 1h", vm.RPO)
 		}
 	}
 	if vm.Keep != nil {
@@ -133,24 +135,24 @@ func (c *Config) validateDisks(vmKey string, disks []Disk, diskOwner map[string]
 		d := &disks[i]
 		key := fmt.Sprintf("%s.disks[%d]", vmKey, i)
 		if d.Path == "" {
-			p.addf(key+".path", "missing: set the image file or block device to replicate")
+			p.Addf(key+".path", "missing: set the image file or block device to replicate")
 			continue
 		}
 		if d.Name == "" {
 			d.Name = filepath.Base(d.Path)
 			if !namePattern.MatchString(d.Name) {
-				p.addf(key+".name", "the default name %q (base name of the path) is not valid: set name: (%s)", d.Name, nameRule)
+				p.Addf(key+".name", "the default name %q (base name of the path) is not valid: set name: (%s)", d.Name, nameRule)
 			}
 		} else if !namePattern.MatchString(d.Name) {
-			p.addf(key+".name", "%q is not a valid disk name: %s", d.Name, nameRule)
+			p.Addf(key+".name", "%q is not a valid disk name: %s", d.Name, nameRule)
 		}
 		if other, dup := names[d.Name]; dup {
-			p.addf(key+".name", "disk name %q is already used by %s (line %d): give each disk of a VM its own name", d.Name, other, p.lineOf(other))
+			p.Addf(key+".name", "disk name %q is already used by %s (line %d): give each disk of a VM its own name", d.Name, other, p.LineOf(other))
 		}
 		names[d.Name] = key
 		clean := filepath.Clean(d.Path)
 		if other, dup := diskOwner[clean]; dup {
-			p.addf(key+".path", "%s is also %s (line %d): list each disk once", d.Path, other, p.lineOf(other))
+			p.Addf(key+".path", "%s is also %s (line %d): list each disk once", d.Path, other, p.LineOf(other))
 		}
 		diskOwner[clean] = key
 	}
@@ -164,12 +166,12 @@ func (c *Config) validateKeep(key string, k Keep) {
 	total := 0
 	for _, r := range rules {
 		if r.n < 0 {
-			c.problems.addf(key+"."+r.name, "%d is negative: use 0 (no rule) or more", r.n)
+			c.problems.Addf(key+"."+r.name, "%d is negative: use 0 (no rule) or more", r.n)
 		}
 		total += max(r.n, 0)
 	}
 	if total == 0 {
-		c.problems.addf(key, "keeps no snapshot at all: set at least one of last, hourly, daily, weekly, monthly, yearly to 1 or more, or remove keep: to keep every snapshot")
+		c.problems.Addf(key, "keeps no snapshot at all: set at least one of last, hourly, daily, weekly, monthly, yearly to 1 or more, or remove keep: to keep every snapshot")
 	}
 }
 

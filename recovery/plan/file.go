@@ -7,12 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drctl/drctl/internal/yamlstrict"
 	"go.yaml.in/yaml/v3"
 )
 
 // filePlan is the layout of a plan file. Presence of a key (as opposed to
-// its zero value) is read from problems.lines, so the "exactly one of"
-// rules can tell "bridge:" from no bridge at all.
+// its zero value) is read from the key lines the decoder records, so the
+// "exactly one of" rules can tell "bridge:" from no bridge at all.
 type filePlan struct {
 	Name     string                 `yaml:"name"`
 	Site     string                 `yaml:"site"`
@@ -76,29 +77,29 @@ type fileDrillCheck struct {
 // duration is a Go duration string that must be positive; zero means unset.
 type duration struct{ d time.Duration }
 
-func (v *duration) decodeNode(d *decoder, n *yaml.Node, key string) {
-	if isNull(n) {
+func (v *duration) DecodeNode(d *yamlstrict.Decoder, n *yaml.Node, key string) {
+	if yamlstrict.IsNull(n) {
 		return
 	}
 	const form = "write a number with a unit, such as 30s, 5m or 1h30m"
 	if n.Kind != yaml.ScalarNode {
-		d.p.addAt(n.Line, key, "expected a duration, got %s: %s", describe(n), form)
+		d.Problems().AddAt(n.Line, key, "expected a duration, got %s: %s", yamlstrict.Describe(n), form)
 		return
 	}
 	if i, err := strconv.Atoi(n.Value); err == nil {
 		if i <= 0 {
-			d.p.addAt(n.Line, key, "%s is not more than zero: give a positive duration, %s", n.Value, form)
+			d.Problems().AddAt(n.Line, key, "%s is not more than zero: give a positive duration, %s", n.Value, form)
 		} else {
-			d.p.addAt(n.Line, key, "%s has no unit: write %ss for seconds or %sm for minutes", n.Value, n.Value, n.Value)
+			d.Problems().AddAt(n.Line, key, "%s has no unit: write %ss for seconds or %sm for minutes", n.Value, n.Value, n.Value)
 		}
 		return
 	}
 	x, err := time.ParseDuration(n.Value)
 	switch {
 	case err != nil:
-		d.p.addAt(n.Line, key, "%q is not a duration: %s", n.Value, form)
+		d.Problems().AddAt(n.Line, key, "%q is not a duration: %s", n.Value, form)
 	case x <= 0:
-		d.p.addAt(n.Line, key, "%q is not more than zero: give a positive duration, %s", n.Value, form)
+		d.Problems().AddAt(n.Line, key, "%q is not more than zero: give a positive duration, %s", n.Value, form)
 	default:
 		v.d = x
 	}
@@ -115,26 +116,26 @@ func (v duration) or(def time.Duration) time.Duration {
 // explain, when given a string, why drctl does not split shell lines.
 type argv []string
 
-func (a *argv) decodeNode(d *decoder, n *yaml.Node, key string) {
-	if n.Kind == yaml.ScalarNode && !isNull(n) {
-		d.p.addAt(n.Line, key, "expected a list of program and arguments, got %s: write command: [\"/usr/local/bin/check\", \"--quick\"], or [\"sh\", \"-c\", %q] to run it as a shell line",
-			describe(n), n.Value)
+func (a *argv) DecodeNode(d *yamlstrict.Decoder, n *yaml.Node, key string) {
+	if n.Kind == yaml.ScalarNode && !yamlstrict.IsNull(n) {
+		d.Problems().AddAt(n.Line, key, "expected a list of program and arguments, got %s: write command: [\"/usr/local/bin/check\", \"--quick\"], or [\"sh\", \"-c\", %q] to run it as a shell line",
+			yamlstrict.Describe(n), n.Value)
 		return
 	}
-	d.decodeSlice(n, key, reflect.ValueOf((*[]string)(a)).Elem())
+	d.DecodeSlice(n, key, reflect.ValueOf((*[]string)(a)).Elem())
 }
 
-// decodeNode accepts "user: true" as well as a mapping, since users
+// DecodeNode accepts "user: true" as well as a mapping, since users
 // naturally write it like "none: true".
-func (u *fileUser) decodeNode(d *decoder, n *yaml.Node, key string) {
+func (u *fileUser) DecodeNode(d *yamlstrict.Decoder, n *yaml.Node, key string) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
 		if n.Value != "true" {
-			d.p.addAt(n.Line, key, "user: %s does not make a network: write user: {} (or user: true) for QEMU user networking, or none: true for a NIC with no link", n.Value)
+			d.Problems().AddAt(n.Line, key, "user: %s does not make a network: write user: {} (or user: true) for QEMU user networking, or none: true for a NIC with no link", n.Value)
 		}
 		return
 	}
-	type plain fileUser // no decodeNode: decode as a struct
-	d.decodeStruct(n, key, reflect.ValueOf((*plain)(u)).Elem())
+	type plain fileUser // no DecodeNode: decode as a struct
+	d.DecodeStruct(n, key, reflect.ValueOf((*plain)(u)).Elem())
 }
 
 // recoveryPoint is "latest", a snapshot id (prefix) or {at: TIME}; the
@@ -150,38 +151,38 @@ const minIDPrefix = 4
 
 const recoveryPointForms = "use latest, a snapshot id or a unique id prefix of at least 4 hex digits (drctl snapshots lists them), or {at: 2026-11-25T10:00:00Z} for the newest snapshot at or before a time"
 
-func (r *recoveryPoint) decodeNode(d *decoder, n *yaml.Node, key string) {
+func (r *recoveryPoint) DecodeNode(d *yamlstrict.Decoder, n *yaml.Node, key string) {
 	switch {
-	case isNull(n):
+	case yamlstrict.IsNull(n):
 	case n.Kind == yaml.MappingNode:
 		var at struct {
 			At string `yaml:"at"`
 		}
-		d.decodeStruct(n, key, reflect.ValueOf(&at).Elem())
-		if !d.p.has(key + ".at") {
-			if !d.p.hasUnder(key) {
-				d.p.addAt(n.Line, key, "missing at: %s", recoveryPointForms)
+		d.DecodeStruct(n, key, reflect.ValueOf(&at).Elem())
+		if !d.Problems().Has(key + ".at") {
+			if !d.Problems().HasUnder(key) {
+				d.Problems().AddAt(n.Line, key, "missing at: %s", recoveryPointForms)
 			}
 			return
 		}
 		t, err := time.Parse(time.RFC3339, at.At)
 		if err != nil {
-			d.p.addf(key+".at", "%q is not a time: write an RFC 3339 time with a zone, such as 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00", at.At)
+			d.Problems().Addf(key+".at", "%q is not a time: write an RFC 3339 time with a zone, such as 2026-11-25T10:00:00Z or 2026-11-25T11:00:00+01:00", at.At)
 			return
 		}
 		r.rp = RecoveryPoint{At: t}
 	case n.Kind != yaml.ScalarNode:
-		d.p.addAt(n.Line, key, "expected a single value or {at: TIME}, got %s: %s", describe(n), recoveryPointForms)
+		d.Problems().AddAt(n.Line, key, "expected a single value or {at: TIME}, got %s: %s", yamlstrict.Describe(n), recoveryPointForms)
 	case n.Value == "latest":
 		r.rp = RecoveryPoint{Latest: true}
 	case hexPattern.MatchString(n.Value) && len(n.Value) >= minIDPrefix:
 		r.rp = RecoveryPoint{ID: strings.ToLower(n.Value)}
 	case hexPattern.MatchString(n.Value):
-		d.p.addAt(n.Line, key, "id prefix %q is too short: give at least %d hex digits of the snapshot id", n.Value, minIDPrefix)
+		d.Problems().AddAt(n.Line, key, "id prefix %q is too short: give at least %d hex digits of the snapshot id", n.Value, minIDPrefix)
 	case looksLikeTime(n.Value):
-		d.p.addAt(n.Line, key, "%q is a time, not a snapshot id: write recovery_point: {at: %s} for the newest snapshot at or before it", n.Value, n.Value)
+		d.Problems().AddAt(n.Line, key, "%q is a time, not a snapshot id: write recovery_point: {at: %s} for the newest snapshot at or before it", n.Value, n.Value)
 	default:
-		d.p.addAt(n.Line, key, "%q is not a recovery point: %s", n.Value, recoveryPointForms)
+		d.Problems().AddAt(n.Line, key, "%q is not a recovery point: %s", n.Value, recoveryPointForms)
 	}
 }
 

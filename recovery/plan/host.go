@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/drctl/drctl/internal/yamlstrict"
 )
 
 // iffTap is IFF_TAP from linux/if_tun.h, as shown in
@@ -28,7 +30,7 @@ func (p *Plan) CheckHost(ctx context.Context) []error {
 // checkHost is CheckHost with the sysfs root given, for tests.
 func (p *Plan) checkHost(ctx context.Context, sysRoot string) []error {
 	var errs []error
-	for _, name := range sortedKeys(p.Networks) {
+	for _, name := range yamlstrict.SortedKeys(p.Networks) {
 		if err := ctx.Err(); err != nil {
 			return append(errs, fmt.Errorf("check host: %w", err))
 		}
@@ -36,11 +38,11 @@ func (p *Plan) checkHost(ctx context.Context, sysRoot string) []error {
 		key := "networks." + name
 		switch n.Kind {
 		case NetBridge:
-			if err := p.checkBridge(sysRoot, childKey(key, NetBridge), n.Bridge); err != nil {
+			if err := p.checkBridge(sysRoot, yamlstrict.ChildKey(key, NetBridge), n.Bridge); err != nil {
 				errs = append(errs, err)
 			}
 		case NetTap:
-			if err := p.checkTap(sysRoot, childKey(key, NetTap), n.Tap); err != nil {
+			if err := p.checkTap(sysRoot, yamlstrict.ChildKey(key, NetTap), n.Tap); err != nil {
 				errs = append(errs, err)
 			}
 		}

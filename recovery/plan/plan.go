@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/drctl/drctl/internal/yamlstrict"
 )
 
 // Defaults applied by Parse.
@@ -177,7 +179,7 @@ func (p *Plan) networkList() string {
 	if len(p.Networks) == 0 {
 		return "none are defined: add them under networks:"
 	}
-	return strings.Join(sortedKeys(p.Networks), ", ")
+	return strings.Join(yamlstrict.SortedKeys(p.Networks), ", ")
 }
 
 // keyOf returns the key path of field of v, e.g. "groups[0].vms[1].kernel";
@@ -186,18 +188,16 @@ func (v *VM) keyOf(field string) string {
 	if v.key == "" {
 		return "vm " + v.VM + "." + field
 	}
-	return childKey(v.key, field)
+	return yamlstrict.ChildKey(v.key, field)
 }
 
 // fieldError makes a FieldError at key, located with the lines Parse saw.
 func (p *Plan) fieldError(key string, err error, format string, args ...any) *FieldError {
-	pr := &problems{file: p.File, lines: p.lines}
-	if pr.file == "" {
-		pr.file = "plan"
+	file := p.File
+	if file == "" {
+		file = "plan"
 	}
-	fe := pr.errorf(key, format, args...)
-	fe.Err = err
-	return fe
+	return &FieldError{File: file, Line: yamlstrict.LineOf(p.lines, key), Key: key, Problem: fmt.Sprintf(format, args...), Err: err}
 }
 
 // defaultCheckName names a check that has no name:, for logs and errors,

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drctl/drctl/internal/yamlstrict"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -39,26 +40,25 @@ const (
 // relative paths stay relative to the working directory). The error joins
 // up to 20 *FieldError, sorted by line.
 func Parse(data []byte, file string) (*Plan, error) {
-	root, err := parseYAML(file, data)
+	root, err := planSyntax.Parse(file, data)
 	if err != nil {
 		return nil, err
 	}
 	p := newProblems(file)
 	if root == nil {
-		return nil, &FieldError{File: p.file, Problem: "the plan is empty: list the VMs to recover under groups: (see example.yaml in the drctl sources)"}
+		return nil, &FieldError{File: p.File(), Problem: "the plan is empty: list the VMs to recover under groups: (see example.yaml in the drctl sources)"}
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, &FieldError{File: p.file, Line: root.Line, Problem: fmt.Sprintf("the top level must be a mapping of settings (name:, site:, networks:, groups: ...), got %s", describe(root))}
+		return nil, &FieldError{File: p.File(), Line: root.Line, Problem: fmt.Sprintf("the top level must be a mapping of settings (name:, site:, networks:, groups: ...), got %s", yamlstrict.Describe(root))}
 	}
 	var fp filePlan
-	d := &decoder{p: p}
-	d.decode(root, "", reflect.ValueOf(&fp).Elem())
+	yamlstrict.NewDecoder(p).Decode(root, "", reflect.ValueOf(&fp).Elem())
 	b := &builder{p: p, file: file, vmKeys: map[string]string{}, singleUse: map[string]string{}}
 	if file != "" {
 		b.dir = filepath.Dir(file)
 	}
 	plan := b.build(&fp)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -66,7 +66,7 @@ func Parse(data []byte, file string) (*Plan, error) {
 
 // builder turns a decoded filePlan into a Plan, recording problems.
 type builder struct {
-	p    *problems
+	p    *yamlstrict.Problems
 	file string
 	dir  string // base of relative paths; "" = leave them relative
 
@@ -91,29 +91,29 @@ func (b *builder) build(fp *filePlan) *Plan {
 		Lease:    fp.Lease.or(DefaultLease),
 		Accel:    fp.Accel,
 		Networks: map[string]Network{},
-		lines:    p.lines,
+		lines:    p.Lines(),
 	}
 	if pl.Site != "" && !namePattern.MatchString(pl.Site) {
-		p.addf("site", "%q is not a valid site name: %s (or leave site: out to use the host name)", pl.Site, nameRule)
+		p.Addf("site", "%q is not a valid site name: %s (or leave site: out to use the host name)", pl.Site, nameRule)
 	}
 	switch {
 	case pl.Accel == "":
 		pl.Accel = AccelAuto
 	case !slices.Contains(accels, pl.Accel):
-		p.addf("accel", "%q is not an accelerator: use auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg", pl.Accel)
+		p.Addf("accel", "%q is not an accelerator: use auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg", pl.Accel)
 	}
-	for _, name := range sortedKeys(fp.Networks) {
+	for _, name := range yamlstrict.SortedKeys(fp.Networks) {
 		pl.Networks[name] = b.network(name, fp.Networks[name])
 	}
 	if len(fp.Groups) == 0 {
-		p.addf("groups", "no groups: list at least one group with at least one VM, e.g. groups: [{name: all, vms: [{vm: web1}]}]")
+		p.Addf("groups", "no groups: list at least one group with at least one VM, e.g. groups: [{name: all, vms: [{vm: web1}]}]")
 	}
 	groupKeys := map[string]string{}
 	for gi := range fp.Groups {
-		pl.Groups = append(pl.Groups, b.group(indexKey("groups", gi), gi, &fp.Groups[gi], groupKeys, pl.Networks))
+		pl.Groups = append(pl.Groups, b.group(yamlstrict.IndexKey("groups", gi), gi, &fp.Groups[gi], groupKeys, pl.Networks))
 	}
 	for i := range fp.Drill.Checks {
-		pl.Drill.Checks = append(pl.Drill.Checks, b.drillCheck(indexKey("drill.checks", i), &fp.Drill.Checks[i]))
+		pl.Drill.Checks = append(pl.Drill.Checks, b.drillCheck(yamlstrict.IndexKey("drill.checks", i), &fp.Drill.Checks[i]))
 	}
 	return pl
 }
@@ -122,16 +122,16 @@ func (b *builder) name(name string) string {
 	switch {
 	case name != "":
 		if !namePattern.MatchString(name) {
-			b.p.addf("name", "%q is not a valid plan name: %s", name, nameRule)
+			b.p.Addf("name", "%q is not a valid plan name: %s", name, nameRule)
 		}
 	case b.file != "":
 		base := filepath.Base(b.file)
 		name = strings.TrimSuffix(base, filepath.Ext(base))
 		if !namePattern.MatchString(name) {
-			b.p.addf("name", "missing, and the default %q (the file name without extension) is not a valid name: set name: (%s)", name, nameRule)
+			b.p.Addf("name", "missing, and the default %q (the file name without extension) is not a valid name: set name: (%s)", name, nameRule)
 		}
 	default:
-		b.p.addf("name", "missing: set name: (the plan was not read from a file, so there is no file name to default to)")
+		b.p.Addf("name", "missing: set name: (the plan was not read from a file, so there is no file name to default to)")
 	}
 	return name
 }
@@ -142,7 +142,7 @@ func (b *builder) path(key, s string) string {
 	case s == "":
 		return ""
 	case strings.HasPrefix(s, "~"):
-		b.p.addf(key, "%q: plans do not expand ~: write the full path", s)
+		b.p.Addf(key, "%q: plans do not expand ~: write the full path", s)
 		return s
 	case filepath.IsAbs(s) || b.dir == "":
 		return filepath.Clean(s)
@@ -157,37 +157,37 @@ func (b *builder) path(key, s string) string {
 func (b *builder) network(name string, fn fileNetwork) Network {
 	p, key := b.p, "networks."+name
 	if !namePattern.MatchString(name) {
-		p.addf(key, "%q is not a valid network name: %s", name, nameRule)
+		p.Addf(key, "%q is not a valid network name: %s", name, nameRule)
 	}
 	n := Network{Name: name}
 	kinds := b.present(key, netKinds)
 	switch len(kinds) {
 	case 0:
-		if !p.hasUnder(key) {
-			p.addf(key, "no network kind: set one of bridge: BRIDGE (an existing Linux bridge), tap: TAP (an existing tap device), user: {} (QEMU user networking) or none: true (a NIC with no link)")
+		if !p.HasUnder(key) {
+			p.Addf(key, "no network kind: set one of bridge: BRIDGE (an existing Linux bridge), tap: TAP (an existing tap device), user: {} (QEMU user networking) or none: true (a NIC with no link)")
 		}
 		return n
 	case 1:
 		n.Kind = kinds[0]
 	default:
-		p.addf(childKey(key, kinds[1]), "set together with %s: a network is exactly one of bridge, tap, user, none: keep one", kinds[0])
+		p.Addf(yamlstrict.ChildKey(key, kinds[1]), "set together with %s: a network is exactly one of bridge, tap, user, none: keep one", kinds[0])
 		return n
 	}
 	switch n.Kind {
 	case NetBridge:
 		n.Bridge = fn.Bridge
-		b.ifname(childKey(key, NetBridge), "bridge", fn.Bridge)
+		b.ifname(yamlstrict.ChildKey(key, NetBridge), "bridge", fn.Bridge)
 	case NetTap:
 		n.Tap = fn.Tap
-		b.ifname(childKey(key, NetTap), "tap device", fn.Tap)
+		b.ifname(yamlstrict.ChildKey(key, NetTap), "tap device", fn.Tap)
 	case NetUser:
 		n.Forwards, n.Restrict = fn.User.Forwards, fn.User.Restrict
 		for i, f := range n.Forwards {
-			b.forward(indexKey(key+".user.forwards", i), f)
+			b.forward(yamlstrict.IndexKey(key+".user.forwards", i), f)
 		}
 	case NetNone:
 		if !fn.None {
-			p.addf(childKey(key, NetNone), "none: false does not make a network: write none: true for a NIC with no link, or use bridge, tap or user")
+			p.Addf(yamlstrict.ChildKey(key, NetNone), "none: false does not make a network: write none: true for a NIC with no link, or use bridge, tap or user")
 		}
 	}
 	return n
@@ -197,7 +197,7 @@ func (b *builder) network(name string, fn fileNetwork) Network {
 func (b *builder) present(parent string, keys []string) []string {
 	var out []string
 	for _, k := range keys {
-		if b.p.has(childKey(parent, k)) {
+		if b.p.Has(yamlstrict.ChildKey(parent, k)) {
 			out = append(out, k)
 		}
 	}
@@ -209,11 +209,11 @@ func (b *builder) present(parent string, keys []string) []string {
 func (b *builder) ifname(key, what, name string) {
 	switch {
 	case name == "":
-		b.p.addf(key, "missing: name the %s on this host", what)
+		b.p.Addf(key, "missing: name the %s on this host", what)
 	case len(name) > maxIfname:
-		b.p.addf(key, "%q is longer than %d characters, the Linux limit for interface names: check the %s name", name, maxIfname, what)
+		b.p.Addf(key, "%q is longer than %d characters, the Linux limit for interface names: check the %s name", name, maxIfname, what)
 	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n"):
-		b.p.addf(key, "%q is not a valid Linux interface name (no '/', ':' or spaces): check the %s name", name, what)
+		b.p.Addf(key, "%q is not a valid Linux interface name (no '/', ':' or spaces): check the %s name", name, what)
 	}
 }
 
@@ -222,16 +222,16 @@ func (b *builder) ifname(key, what, name string) {
 func (b *builder) forward(key, rule string) {
 	proto, rest, ok := strings.Cut(rule, ":")
 	if !ok {
-		b.p.addf(key, "%q is not a forward rule: %s", rule, forwardForm)
+		b.p.Addf(key, "%q is not a forward rule: %s", rule, forwardForm)
 		return
 	}
 	if proto != "" && proto != "tcp" && proto != "udp" {
-		b.p.addf(key, "%q: protocol %q is not tcp or udp: %s", rule, proto, forwardForm)
+		b.p.Addf(key, "%q: protocol %q is not tcp or udp: %s", rule, proto, forwardForm)
 		return
 	}
 	host, guest, ok := strings.Cut(rest, "-")
 	if !ok {
-		b.p.addf(key, "%q has no '-' between the host side and the guest side: %s", rule, forwardForm)
+		b.p.Addf(key, "%q has no '-' between the host side and the guest side: %s", rule, forwardForm)
 		return
 	}
 	haddr, hport, problem := endpoint(host)
@@ -239,7 +239,7 @@ func (b *builder) forward(key, rule string) {
 		_, _, problem = endpoint(guest)
 	}
 	if problem != "" {
-		b.p.addf(key, "%q: %s: %s", rule, problem, forwardForm)
+		b.p.Addf(key, "%q: %s: %s", rule, problem, forwardForm)
 		return
 	}
 	if proto == "" {
@@ -248,7 +248,7 @@ func (b *builder) forward(key, rule string) {
 	hp := hostPort{proto: proto, addr: haddr, port: hport, key: key}
 	for _, o := range b.hostPorts {
 		if o.proto == hp.proto && o.port == hp.port && (o.addr == hp.addr || isWildcard(o.addr) || isWildcard(hp.addr)) {
-			b.p.addf(key, "host %s port %d is already forwarded by %s (line %d): use another host port", proto, hport, o.key, b.p.lineOf(o.key))
+			b.p.Addf(key, "host %s port %d is already forwarded by %s (line %d): use another host port", proto, hport, o.key, b.p.LineOf(o.key))
 			return
 		}
 	}
@@ -278,24 +278,24 @@ func isWildcard(addr string) bool {
 func (b *builder) group(key string, gi int, fg *fileGroup, groupKeys map[string]string, nets map[string]Network) Group {
 	p := b.p
 	g := Group{Name: fg.Name}
-	nameKey := childKey(key, "name")
+	nameKey := yamlstrict.ChildKey(key, "name")
 	switch {
 	case g.Name == "":
 		g.Name = "group" + strconv.Itoa(gi+1)
 		nameKey = key
 	case !namePattern.MatchString(g.Name):
-		p.addf(nameKey, "%q is not a valid group name: %s", g.Name, nameRule)
+		p.Addf(nameKey, "%q is not a valid group name: %s", g.Name, nameRule)
 	}
 	if first, dup := groupKeys[g.Name]; dup {
-		p.addf(nameKey, "group name %q is already used by %s (line %d): give each group its own name", g.Name, first, p.lineOf(first))
+		p.Addf(nameKey, "group name %q is already used by %s (line %d): give each group its own name", g.Name, first, p.LineOf(first))
 	} else {
 		groupKeys[g.Name] = nameKey
 	}
-	if len(fg.VMs) == 0 && !p.hasUnder(childKey(key, "vms")) {
-		p.addf(childKey(key, "vms"), "no VMs: list the VMs this group starts, e.g. vms: [{vm: db1}], or remove the group")
+	if len(fg.VMs) == 0 && !p.HasUnder(yamlstrict.ChildKey(key, "vms")) {
+		p.Addf(yamlstrict.ChildKey(key, "vms"), "no VMs: list the VMs this group starts, e.g. vms: [{vm: db1}], or remove the group")
 	}
 	for vi := range fg.VMs {
-		g.VMs = append(g.VMs, b.vm(indexKey(key+".vms", vi), &fg.VMs[vi], nets))
+		g.VMs = append(g.VMs, b.vm(yamlstrict.IndexKey(key+".vms", vi), &fg.VMs[vi], nets))
 	}
 	return g
 }
@@ -314,15 +314,15 @@ func (b *builder) vm(key string, fv *fileVM, nets map[string]Network) VM {
 		OnFailure:     fv.OnFailure,
 		key:           key,
 	}
-	vmKey := childKey(key, "vm")
+	vmKey := yamlstrict.ChildKey(key, "vm")
 	switch {
 	case v.VM == "":
-		p.addf(vmKey, "missing: set the name of the VM as the repository knows it (drctl snapshots lists them)")
+		p.Addf(vmKey, "missing: set the name of the VM as the repository knows it (drctl snapshots lists them)")
 	case !namePattern.MatchString(v.VM):
-		p.addf(vmKey, "%q is not a valid VM name: %s", v.VM, nameRule)
+		p.Addf(vmKey, "%q is not a valid VM name: %s", v.VM, nameRule)
 	default:
 		if first, dup := b.vmKeys[v.VM]; dup {
-			p.addf(vmKey, "vm %s is already in the plan at %s (line %d): list each VM once", v.VM, first, p.lineOf(first))
+			p.Addf(vmKey, "vm %s is already in the plan at %s (line %d): list each VM once", v.VM, first, p.LineOf(first))
 		} else {
 			b.vmKeys[v.VM] = vmKey
 		}
@@ -331,23 +331,23 @@ func (b *builder) vm(key string, fv *fileVM, nets map[string]Network) VM {
 		v.RecoveryPoint.Latest = true
 	}
 	if v.CPUs < 0 {
-		p.addf(key+".cpus", "%d is negative: give the number of virtual CPUs, or leave cpus: out to keep the recorded number", v.CPUs)
+		p.Addf(key+".cpus", "%d is negative: give the number of virtual CPUs, or leave cpus: out to keep the recorded number", v.CPUs)
 	}
 	if v.MemoryMiB < 0 {
-		p.addf(key+".memory_mib", "%d is negative: give the memory in MiB, or leave memory_mib: out to keep the recorded size", v.MemoryMiB)
+		p.Addf(key+".memory_mib", "%d is negative: give the memory in MiB, or leave memory_mib: out to keep the recorded size", v.MemoryMiB)
 	}
 	if v.Networks == nil {
 		v.Networks = map[string]string{}
 	}
-	for _, src := range sortedKeys(v.Networks) {
-		b.mapNetwork(childKey(key+".networks", src), src, v.Networks[src], nets)
+	for _, src := range yamlstrict.SortedKeys(v.Networks) {
+		b.mapNetwork(yamlstrict.ChildKey(key+".networks", src), src, v.Networks[src], nets)
 	}
 	names := map[string]string{}
 	for i := range fv.Health {
-		ck := indexKey(key+".health", i)
+		ck := yamlstrict.IndexKey(key+".health", i)
 		c := b.check(ck, &fv.Health[i])
 		if first, dup := names[c.Name]; dup && c.Kind != "" {
-			p.addf(ck, "check %q is already defined at %s (line %d): remove the duplicate or give it another name:", c.Name, first, p.lineOf(first))
+			p.Addf(ck, "check %q is already defined at %s (line %d): remove the duplicate or give it another name:", c.Name, first, p.LineOf(first))
 		}
 		names[c.Name] = ck
 		v.Health = append(v.Health, c)
@@ -356,27 +356,27 @@ func (b *builder) vm(key string, fv *fileVM, nets map[string]Network) VM {
 	case v.OnFailure == "":
 		v.OnFailure = OnFailureStop
 	case !slices.Contains(onFailures, v.OnFailure):
-		p.addf(key+".on_failure", "%q is not a choice: use stop (do not start later groups) or continue (go on without this VM)", v.OnFailure)
+		p.Addf(key+".on_failure", "%q is not a choice: use stop (do not start later groups) or continue (go on without this VM)", v.OnFailure)
 	}
 	return v
 }
 
 func (b *builder) mapNetwork(key, src, target string, nets map[string]Network) {
 	p := b.p
-	defined := "defined: " + strings.Join(sortedKeys(nets), ", ")
+	defined := "defined: " + strings.Join(yamlstrict.SortedKeys(nets), ", ")
 	n, ok := nets[target]
 	switch {
 	case src == "":
-		p.addf(key, "the source network name is empty: use the primary's QEMU netdev id of the NIC")
+		p.Addf(key, "the source network name is empty: use the primary's QEMU netdev id of the NIC")
 		return
 	case target == "":
-		p.addf(key, "missing: name the recovery-site network for NICs on %s (one of networks:, %s)", src, defined)
+		p.Addf(key, "missing: name the recovery-site network for NICs on %s (one of networks:, %s)", src, defined)
 		return
 	case len(nets) == 0:
-		p.addf(key, "network %q is not defined, and the plan has no networks: add %s under networks:, e.g. networks: {%s: {bridge: br0}}", target, target, target)
+		p.Addf(key, "network %q is not defined, and the plan has no networks: add %s under networks:, e.g. networks: {%s: {bridge: br0}}", target, target, target)
 		return
 	case !ok:
-		p.addf(key, "network %q is not defined under networks:%s (%s): use one of those, or add %s under networks:", target, didYouMean(target, sortedKeys(nets)), defined, target)
+		p.Addf(key, "network %q is not defined under networks:%s (%s): use one of those, or add %s under networks:", target, yamlstrict.DidYouMean(target, yamlstrict.SortedKeys(nets)), defined, target)
 		return
 	}
 	// A tap device can be opened by one QEMU only, and each QEMU binds its
@@ -392,7 +392,7 @@ func (b *builder) mapNetwork(key, src, target string, nets map[string]Network) {
 		return
 	}
 	if first, dup := b.singleUse[target]; dup {
-		p.addf(key, "network %s is already used by %s (line %d), and %s: define another network for this NIC", target, first, p.lineOf(first), single)
+		p.Addf(key, "network %s is already used by %s (line %d), and %s: define another network for this NIC", target, first, p.LineOf(first), single)
 		return
 	}
 	b.singleUse[target] = key
@@ -404,18 +404,18 @@ func (b *builder) check(key string, fc *fileCheck) HealthCheck {
 	kinds := b.present(key, checkKinds)
 	switch len(kinds) {
 	case 0:
-		if !p.hasUnder(key) {
-			p.addf(key, "no check: set one of serial: REGEXP, tcp: HOST:PORT, guest_agent: true or command: [PROGRAM, ARGS...]")
+		if !p.HasUnder(key) {
+			p.Addf(key, "no check: set one of serial: REGEXP, tcp: HOST:PORT, guest_agent: true or command: [PROGRAM, ARGS...]")
 		}
 		return c
 	case 1:
 	default:
-		p.addf(childKey(key, kinds[1]), "set together with %s in one check: each check tests one thing: make them two list items, - %s: ... and - %s: ...", kinds[0], kinds[0], kinds[1])
+		p.Addf(yamlstrict.ChildKey(key, kinds[1]), "set together with %s in one check: each check tests one thing: make them two list items, - %s: ... and - %s: ...", kinds[0], kinds[0], kinds[1])
 	}
 	// Values of every kind given are checked, so that splitting a
 	// two-kind check does not reveal new problems on the next run.
 	for _, k := range kinds {
-		b.checkValue(childKey(key, k), k, fc)
+		b.checkValue(yamlstrict.ChildKey(key, k), k, fc)
 	}
 	c.Kind = kinds[0]
 	switch c.Kind {
@@ -438,24 +438,24 @@ func (b *builder) checkValue(key, kind string, fc *fileCheck) {
 	switch kind {
 	case CheckSerial:
 		if fc.Serial == "" {
-			p.addf(key, "missing: give a regular expression to wait for in the serial console log, e.g. serial: \"login:\"")
+			p.Addf(key, "missing: give a regular expression to wait for in the serial console log, e.g. serial: \"login:\"")
 		} else if _, err := regexp.Compile(fc.Serial); err != nil {
-			p.addf(key, "%q is not a valid regular expression (%v): use Go RE2 syntax, and escape ( ) [ ] { } . * + ? ^ $ | \\ with a backslash to match them literally", fc.Serial, err)
+			p.Addf(key, "%q is not a valid regular expression (%v): use Go RE2 syntax, and escape ( ) [ ] { } . * + ? ^ $ | \\ with a backslash to match them literally", fc.Serial, err)
 		}
 	case CheckTCP:
 		if problem := tcpAddrProblem(fc.TCP); problem != "" {
-			p.addf(key, "%s", problem)
+			p.Addf(key, "%s", problem)
 		}
 	case CheckGuestAgent:
 		if !fc.GuestAgent {
-			p.addf(key, "guest_agent: false checks nothing: write guest_agent: true, or remove the check")
+			p.Addf(key, "guest_agent: false checks nothing: write guest_agent: true, or remove the check")
 		}
 	case CheckCommand:
 		switch {
 		case len(fc.Command) == 0:
-			p.addf(key, "empty: give the program and its arguments, e.g. command: [\"/usr/local/bin/check\", \"--quick\"]")
+			p.Addf(key, "empty: give the program and its arguments, e.g. command: [\"/usr/local/bin/check\", \"--quick\"]")
 		case fc.Command[0] == "":
-			p.addf(indexKey(key, 0), "the program is empty: give the program to run as the first item")
+			p.Addf(yamlstrict.IndexKey(key, 0), "the program is empty: give the program to run as the first item")
 		}
 	}
 }
@@ -478,13 +478,13 @@ func tcpAddrProblem(addr string) string {
 
 func (b *builder) drillCheck(key string, fc *fileDrillCheck) DrillCheck {
 	p := b.p
-	vmKey := childKey(key, "vm")
+	vmKey := yamlstrict.ChildKey(key, "vm")
 	switch _, ok := b.vmKeys[fc.VM]; {
 	case fc.VM == "":
-		p.addf(vmKey, "missing: name the VM of the plan this check runs against")
+		p.Addf(vmKey, "missing: name the VM of the plan this check runs against")
 	case !ok:
-		names := sortedKeys(b.vmKeys)
-		p.addf(vmKey, "vm %q is not in the plan%s (VMs: %s): use one of those", fc.VM, didYouMean(fc.VM, names), strings.Join(names, ", "))
+		names := yamlstrict.SortedKeys(b.vmKeys)
+		p.Addf(vmKey, "vm %q is not in the plan%s (VMs: %s): use one of those", fc.VM, yamlstrict.DidYouMean(fc.VM, names), strings.Join(names, ", "))
 	}
 	return DrillCheck{VM: fc.VM, HealthCheck: b.check(key, &fc.fileCheck)}
 }
