@@ -36,11 +36,7 @@ func (a *app) drillCommand() *cobra.Command {
 			if ttl <= 0 {
 				return usageError{fmt.Errorf("--ttl must be positive")}
 			}
-			p, dir, err := a.loadPlan(fl)
-			if err != nil {
-				return err
-			}
-			r, err := a.openRepo(cmd.Context())
+			p, dir, r, err := a.planAndRepo(cmd.Context(), fl)
 			if err != nil {
 				return err
 			}
@@ -209,10 +205,9 @@ func (a *app) printDrill(d *report.Drill, reportDir string) {
 		verdict = "FAILED"
 	}
 	a.printf("drill %s of plan %s: %s\n", d.ID, d.Plan, verdict)
-	a.printf("  %-12s %-8s %-9s %9s %9s %9s %9s\n", "VM", "RESULT", "POINT", "RPO", "RESTORE", "BOOT", "RTO")
+	a.printTimingHeader("RESULT")
 	for _, v := range d.VMs {
-		a.printf("  %-12s %-8s %-9s %9s %9s %9s %9s\n", v.VM, v.Status, short8(v.Snapshot),
-			secs(v.RPOSeconds), secs(v.RestoreSeconds), secs(v.BootSeconds), secs(v.RTOSeconds))
+		a.printTimingRow(v.VM, v.Status, v.Snapshot, v.RPOSeconds, v.RestoreSeconds, v.BootSeconds, v.RTOSeconds)
 		for _, c := range v.Checks {
 			if !c.OK {
 				a.printf("      check %s failed: %s\n", c.Name, c.Err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drctl/drctl/recovery/failover"
 	"github.com/drctl/drctl/recovery/plan"
+	"github.com/drctl/drctl/repo"
 )
 
 // siteFlags are the flags of the commands that act at a recovery site.
@@ -50,6 +51,20 @@ func (a *app) loadPlan(fl siteFlags) (*plan.Plan, string, error) {
 	return p, dir, err
 }
 
+// planAndRepo loads the plan, then opens the repository: a plan with
+// mistakes is reported before any password is asked for.
+func (a *app) planAndRepo(ctx context.Context, fl siteFlags) (*plan.Plan, string, *repo.Repository, error) {
+	p, dir, err := a.loadPlan(fl)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	r, err := a.openRepo(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return p, dir, r, nil
+}
+
 func (a *app) siteStateDir(fl siteFlags, p *plan.Plan) (string, error) {
 	switch {
 	case fl.stateDir != "":
@@ -73,11 +88,7 @@ func (a *app) planCommand() *cobra.Command {
 			"kernel files exist here. Prints what a failover would use.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, dir, err := a.loadPlan(fl)
-			if err != nil {
-				return err
-			}
-			r, err := a.openRepo(cmd.Context())
+			p, dir, r, err := a.planAndRepo(cmd.Context(), fl)
 			if err != nil {
 				return err
 			}
@@ -123,11 +134,7 @@ func (a *app) failoverCommand() *cobra.Command {
 			"refuses to commit. Rerun after an interruption, it resumes and never starts a VM twice.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, dir, err := a.loadPlan(fl)
-			if err != nil {
-				return err
-			}
-			r, err := a.openRepo(cmd.Context())
+			p, dir, r, err := a.planAndRepo(cmd.Context(), fl)
 			if err != nil {
 				return err
 			}
@@ -161,14 +168,23 @@ func (a *app) printFailover(res *failover.Result) {
 		verdict = "FAILED"
 	}
 	a.printf("failover %s of plan %s: %s\n", res.Run, res.Plan, verdict)
-	a.printf("  %-12s %-10s %-9s %9s %9s %9s %9s\n", "VM", "STATUS", "POINT", "RPO", "RESTORE", "BOOT", "RTO")
+	a.printTimingHeader("STATUS")
 	for _, v := range res.VMs {
-		a.printf("  %-12s %-10s %-9s %9s %9s %9s %9s\n", v.VM, v.Status, short8(v.Snapshot),
-			secs(v.RPOSeconds), secs(v.RestoreSeconds), secs(v.BootSeconds), secs(v.RTOSeconds))
+		a.printTimingRow(v.VM, v.Status, v.Snapshot, v.RPOSeconds, v.RestoreSeconds, v.BootSeconds, v.RTOSeconds)
 		if v.Error != "" {
 			a.printf("      %s\n", v.Error)
 		}
 	}
+}
+
+// printTimingHeader and printTimingRow print the per-VM table of a
+// failover or a drill: the recovery point and the measured times.
+func (a *app) printTimingHeader(status string) {
+	a.printf("  %-12s %-10s %-9s %9s %9s %9s %9s\n", "VM", status, "POINT", "RPO", "RESTORE", "BOOT", "RTO")
+}
+
+func (a *app) printTimingRow(vm, status, snapshot string, rpo, restore, boot, rto float64) {
+	a.printf("  %-12s %-10s %-9s %9s %9s %9s %9s\n", vm, status, short8(snapshot), secs(rpo), secs(restore), secs(boot), secs(rto))
 }
 
 func short8(id string) string {
