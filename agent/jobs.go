@@ -12,7 +12,6 @@ import (
 
 	"github.com/drctl/drctl/config"
 	"github.com/drctl/drctl/fence"
-	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/recovery/failover"
 	"github.com/drctl/drctl/recovery/plan"
 	"github.com/drctl/drctl/replicate"
@@ -375,18 +374,7 @@ func (a *Agent) pauseIfFenced(vm config.VM, err error) {
 	if !errors.Is(err, fence.ErrFenced) || !vm.PauseWhenFenced || vm.QMP == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, derr := qmp.Dial(ctx, vm.QMP)
-	if derr == nil {
-		defer c.Close()
-		derr = c.Stop(ctx)
-	}
-	if derr != nil {
-		a.log.Error("vm was failed over to another site but could not be paused: stop it by hand", "vm", vm.Name, "err", derr)
-		return
-	}
-	a.log.Warn("vm paused: it was failed over to another site", "vm", vm.Name)
+	replicate.PauseFenced(vm.Name, vm.QMP, a.log)
 }
 
 // heartbeats tells the recovery side, every period, that this site is

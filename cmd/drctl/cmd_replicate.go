@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drctl/drctl/fence"
-	"github.com/drctl/drctl/internal/qmp"
 	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
@@ -140,7 +139,7 @@ func (a *app) runReplicate(ctx context.Context, fl replicateFlags) error {
 	stop()
 	if err != nil {
 		if errors.Is(err, fence.ErrFenced) && fl.pause && fl.qmp != "" {
-			a.pauseFenced(fl.vm, fl.qmp)
+			replicate.PauseFenced(fl.vm, fl.qmp, a.log)
 		}
 		return err
 	}
@@ -178,23 +177,6 @@ func (a *app) heartbeat(ctx context.Context, fences *fence.Store, site, host, vm
 	if err := fences.Beat(ctx, site, vm, host); err != nil {
 		a.log.Warn("could not write the heartbeat", "vm", vm, "site", site, "err", err)
 	}
-}
-
-// pauseFenced pauses a VM that was failed over to another site, so that
-// the old primary stops serving while the replica runs.
-func (a *app) pauseFenced(vm, sock string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := qmp.Dial(ctx, sock)
-	if err == nil {
-		defer c.Close()
-		err = c.Stop(ctx)
-	}
-	if err != nil {
-		a.log.Error("vm was failed over to another site but could not be paused: stop it by hand", "vm", vm, "err", err)
-		return
-	}
-	a.log.Warn("vm paused: it was failed over to another site", "vm", vm)
 }
 
 // parseDiskFlag reads PATH or NAME=PATH.
@@ -247,7 +229,7 @@ func (a *app) runGroup(ctx context.Context, fl replicateFlags) error {
 	if errors.Is(err, fence.ErrFenced) {
 		for _, vm := range vms {
 			if vm.PauseWhenFenced {
-				a.pauseFenced(vm.Name, vm.QMP)
+				replicate.PauseFenced(vm.Name, vm.QMP, a.log)
 			}
 		}
 	}

@@ -140,8 +140,8 @@ func (u *runner) bringUpVM(ctx context.Context, tg *target) VMResult {
 	cctx, stop := u.watch(ctx, vm)
 	defer stop()
 	u.progress(vm, "health checks")
-	ok := true
-	vr.Checks, ok = runChecks(cctx, tg.pv.Health, rep, vm)
+	checks, ok := runChecks(cctx, tg.pv.Health, rep, vm)
+	vr.Checks = checks
 	if ok && len(tg.drillChecks) > 0 {
 		u.progress(vm, "drill checks")
 		vr.DrillChecks, ok = runChecks(cctx, tg.drillChecks, rep, vm)

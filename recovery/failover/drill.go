@@ -81,7 +81,7 @@ func Drill(ctx context.Context, r *repo.Repository, opts DrillOptions) (*report.
 		return nil, err
 	}
 	for _, tg := range tgs {
-		isolate(&tg.spec, p)
+		isolate(&tg.spec)
 		for _, c := range p.Drill.Checks {
 			if c.VM == tg.pv.VM {
 				tg.drillChecks = append(tg.drillChecks, c.HealthCheck)
@@ -144,7 +144,7 @@ func Drill(ctx context.Context, r *repo.Repository, opts DrillOptions) (*report.
 // so it cannot reach production or clash with production addresses.
 // Inbound host forwards of a user network in the plan are kept, so TCP
 // health checks still work.
-func isolate(spec *replica.Spec, p *plan.Plan) {
+func isolate(spec *replica.Spec) {
 	for src, n := range spec.Networks {
 		iso := replica.Network{Kind: replica.NetUser, Restrict: true}
 		if n.Kind == replica.NetUser {
