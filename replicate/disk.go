@@ -226,3 +226,23 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 	}
 	return pages.disk()
 }
+
+// parentUnreadable says why the parent's map of a disk cannot be used,
+// or "" when it can: every map and digest page must be in the index. A
+// damaged index file hides them; the disk is then read in full rather
+// than the replication failing, and the manifest says so.
+func parentUnreadable(ctx context.Context, r *repo.Repository, d *repo.Disk) string {
+	ix, err := r.Index(ctx)
+	if err != nil {
+		return fmt.Sprintf("the repository index cannot be read (%v)", err)
+	}
+	var zero chunk.ID
+	for i, p := range d.Pages {
+		for _, id := range []chunk.ID{p.Map, p.Digests} {
+			if id != zero && !ix.Has(id) {
+				return fmt.Sprintf("page %d of the parent's map (blob %s) is not in the index (a damaged index file? run drctl verify): read in full", i, id.Short())
+			}
+		}
+	}
+	return ""
+}

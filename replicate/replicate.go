@@ -81,7 +81,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot,
 	if opts.QEMU != nil {
 		return runQEMU(ctx, r, opts, parent, snap, start)
 	}
-	jobs, err := openDisks(opts, parent)
+	jobs, err := openDisks(ctx, r, opts, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 	if err := sess.prepare(ctx, opts.QEMU); err != nil {
 		return nil, err
 	}
-	if jobs, err = sessionJobs(ctx, sess, opts, snap); err != nil {
+	if jobs, err = sessionJobs(ctx, r, sess, opts, snap); err != nil {
 		return nil, err
 	}
 	return store(ctx, r, opts, snap, jobs, start)
@@ -115,7 +115,7 @@ func runQEMU(ctx context.Context, r *repo.Repository, opts Options, parent, snap
 
 // sessionJobs fills in what the instant decided and opens one NBD source
 // per disk.
-func sessionJobs(ctx context.Context, sess *qemuSession, opts Options, snap *repo.Snapshot) ([]*diskJob, error) {
+func sessionJobs(ctx context.Context, r *repo.Repository, sess *qemuSession, opts Options, snap *repo.Snapshot) ([]*diskJob, error) {
 	snap.Time = time.Now().UTC()
 	snap.Consistency = repo.ConsistencyCrash
 	if sess.frozen {
@@ -124,6 +124,13 @@ func sessionJobs(ctx context.Context, sess *qemuSession, opts Options, snap *rep
 	snap.Hardware = mergeHardware(readHardware(ctx, sess.c, sess.blocks), opts.Hardware)
 	var jobs []*diskJob
 	for _, d := range sess.disks {
+		if d.parent != nil {
+			if why := parentUnreadable(ctx, r, d.parent); why != "" {
+				// The new bitmap was created at the instant either way:
+				// a full read now is complete.
+				d.parent, d.old, d.note = nil, "", why
+			}
+		}
 		src, err := openNBDSource(ctx, sess.sock, d.fleece, d.name, d.old)
 		if err != nil {
 			closeJobs(jobs)
@@ -212,7 +219,7 @@ func RunGroup(ctx context.Context, r *repo.Repository, group string, members []O
 		if err := m.sess.export(ctx); err != nil {
 			return nil, err
 		}
-		if m.jobs, err = sessionJobs(ctx, m.sess, m.opts, m.snap); err != nil {
+		if m.jobs, err = sessionJobs(ctx, r, m.sess, m.opts, m.snap); err != nil {
 			return nil, err
 		}
 		m.snap.Time = instant
@@ -344,7 +351,7 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 	return snap, nil
 }
 
-func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
+func openDisks(ctx context.Context, r *repo.Repository, opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 	var jobs []*diskJob
 	closeAll := func() {
 		for _, j := range jobs {
@@ -382,6 +389,10 @@ func openDisks(opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
 		}
 		if j.parent != nil {
 			j.changeSource = "scan"
+			if why := parentUnreadable(ctx, r, j.parent); why != "" {
+				opts.Logger.Warn("disk read in full without its parent", "vm", opts.VM, "disk", name, "reason", why)
+				j.parent, j.changeSource, j.note = nil, "full", why
+			}
 		}
 		if j.parent != nil && size < j.parent.Size && !opts.AllowShrink {
 			src.Close()

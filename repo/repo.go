@@ -287,7 +287,13 @@ func (r *Repository) refreshOnce(ctx context.Context) (*chunk.Index, *condemnedV
 			}
 			f, err := chunk.DecodeIndexFile(r.codec, data)
 			if err != nil {
-				return fmt.Errorf("index %s: %w: %w", k, ErrDamaged, err)
+				// One damaged index file must not stop every replication:
+				// its blobs are unknown to this handle, so a writer stores
+				// them again (duplicates, never loss). Readers that need
+				// them fail as damaged, verify names the file, and prune
+				// refuses to run until it is dealt with.
+				r.log.Error("index file is damaged: the blobs it lists are stored again by new snapshots; run drctl verify", "index", k, "err", err)
+				return nil
 			}
 			for _, p := range f.Packs {
 				ix.AddPack(p)
