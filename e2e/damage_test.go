@@ -193,3 +193,40 @@ func TestKeys(t *testing.T) {
 		t.Fatal("no second key")
 	}
 }
+
+// TestCorruptIndex: a damaged index file does not stop replication, verify
+// names it and points at repair, and repair index makes the repository
+// whole again.
+func TestCorruptIndex(t *testing.T) {
+	e := newEnv(t)
+	repo := filepath.Join(e.dir, "repo")
+	e.ok("init", "-r", repo)
+	img := filepath.Join(e.dir, "disk.img")
+	makeImage(t, img, 8<<20, 11)
+	e.ok("replicate", "-r", repo, "--vm", "vm", "--disk", img)
+	files := indexFiles(t, repo)
+	if len(files) != 1 {
+		t.Fatalf("index files: %v", files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(files[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scatter(t, img, 20, 12)
+	r := e.ok("replicate", "-r", repo, "--vm", "vm", "--disk", img)
+	if !strings.Contains(r.stdout, "read in full") {
+		t.Fatalf("the replicate after the damage does not say it read in full:\n%s", r)
+	}
+	if v := e.run("verify", "-r", repo); v.code != 3 || !strings.Contains(v.stdout, "drctl repair index") {
+		t.Fatalf("verify of a damaged index: %s", v)
+	}
+	e.ok("repair", "index", "-r", repo)
+	e.ok("verify", "-r", repo, "--read-data")
+	out := filepath.Join(e.dir, "out")
+	rows := snapshots(t, e, repo)
+	e.ok("restore", "-r", repo, "--vm", "vm", "--snapshot", rows[0].ID, "--target", out)
+}

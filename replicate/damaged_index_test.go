@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/drctl/drctl/internal/testimg"
+	"github.com/drctl/drctl/recovery"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
@@ -19,7 +20,8 @@ func TestDamagedIndexFile(t *testing.T) {
 	r, mt := newRepo(t)
 	img := filepath.Join(t.TempDir(), "disk.img")
 	testimg.Write(t, img, 4<<20, 1)
-	if _, err := replicate.Run(ctx, r, replicate.Options{VM: "vm", Disks: []replicate.Disk{{Path: img}}}); err != nil {
+	first, err := replicate.Run(ctx, r, replicate.Options{VM: "vm", Disks: []replicate.Disk{{Path: img}}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var key string
@@ -56,5 +58,24 @@ func TestDamagedIndexFile(t *testing.T) {
 	}
 	if _, err := r2.Prune(ctx, repo.PruneOptions{Grace: -1}); err == nil || !strings.Contains(err.Error(), "prune will not run on a damaged index") {
 		t.Fatalf("prune on a damaged index: %v", err)
+	}
+
+	// repair index rebuilds the lost entries from the packs' headers.
+	res, err := r2.RepairIndex(ctx, false)
+	if err != nil || len(res.BadIndexFiles) != 1 || res.PacksIndexed == 0 || len(res.BadPacks) != 0 {
+		t.Fatalf("repair: %+v, %v", res, err)
+	}
+	if rep, err := r2.Verify(ctx, repo.VerifyOptions{ReadData: true}); err != nil || !rep.OK() {
+		t.Fatalf("verify after repair: %v\n%s", err, rep.Summary())
+	}
+	old, err := r2.FindSnapshot(ctx, "vm", first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recovery.RestoreSnapshot(ctx, r2, old, t.TempDir(), recovery.RestoreOptions{}); err != nil {
+		t.Fatalf("restore the old snapshot after repair: %v", err)
+	}
+	if _, err := r2.Prune(ctx, repo.PruneOptions{Grace: -1}); err != nil {
+		t.Fatalf("prune after repair: %v", err)
 	}
 }

@@ -519,7 +519,7 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, dryRun boo
 		return nil, err
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("prune: index file %s cannot be read (%v): %w; run drctl verify, prune will not run on a damaged index", bad[0].key, bad[0].err, ErrDamaged)
+		return nil, fmt.Errorf("prune: index file %s cannot be read (%v): %w; prune will not run on a damaged index: run drctl repair index", bad[0].key, bad[0].err, ErrDamaged)
 	}
 	if len(fi.conflicts) > 0 {
 		return nil, fmt.Errorf("prune: index files disagree: %s: %w", fi.conflicts[0], ErrDamaged)

@@ -558,7 +558,7 @@ func (v *verifier) run(ctx context.Context, opts VerifyOptions) error {
 	v.unreadableIndexFiles = len(bad)
 	for _, b := range bad {
 		v.problem("index:"+b.key, ProblemIndex, b.key,
-			fmt.Sprintf("cannot be read (%v); the packs it lists look unindexed and blobs only it listed are missing", b.err))
+			fmt.Sprintf("cannot be read (%v); the packs it lists look unindexed and blobs only it listed are missing: drctl repair index rebuilds its entries from the packs", b.err))
 	}
 	for _, c := range fi.conflicts {
 		v.problem("conflict:"+c, ProblemIndex, "index files", c)
