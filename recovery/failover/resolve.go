@@ -41,6 +41,9 @@ func resolve(ctx context.Context, r *repo.Repository, p *plan.Plan, stateDir str
 	if len(errs) > 0 {
 		return nil, &PlanError{Problems: errs}
 	}
+	if err := alignGroups(ctx, r, p, stateDir, out, pins); err != nil {
+		return nil, &PlanError{Problems: []error{err}}
+	}
 	return out, nil
 }
 
