@@ -232,7 +232,9 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 // damaged index file hides them; the disk is then read in full rather
 // than the replication failing, and the manifest says so.
 func parentUnreadable(ctx context.Context, r *repo.Repository, d *repo.Disk) string {
-	ix, err := r.Index(ctx)
+	// Refreshed, not cached: a prune in this process may have rebuilt
+	// the cached index from a listing older than the parent's commit.
+	ix, err := r.RefreshIndex(ctx)
 	if err != nil {
 		return fmt.Sprintf("the repository index cannot be read (%v)", err)
 	}
