@@ -63,11 +63,14 @@ type Agent struct {
 	slots   *slots
 	stats   repoStats
 
-	mu      sync.Mutex
-	cfg     *config.Config
-	cron    *cron.Cron
-	vms     map[string]*vmState // by VM name, kept across reloads
-	jobs    map[string]*job     // by job name (VM or group), rebuilt on reload
+	mu   sync.Mutex
+	cfg  *config.Config
+	cron *cron.Cron
+	vms  map[string]*vmState // by VM name, kept across reloads
+	jobs map[string]*job     // by job name (VM or group), rebuilt on reload
+	// active holds the jobs running or waiting for a slot, by name: kept
+	// across reloads, so a reload never starts a second run of a VM.
+	active  map[string]bool
 	running bool
 	wg      sync.WaitGroup // running jobs
 	ctx     context.Context
@@ -92,7 +95,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opts: opts, log: opts.Logger, metrics: newMetrics(),
-		vms: map[string]*vmState{}, jobs: map[string]*job{},
+		vms: map[string]*vmState{}, jobs: map[string]*job{}, active: map[string]bool{},
 	}
 	a.repos = newRepoCache(opts.Open)
 	host, perRepo := opts.Config.Agent.Jobs()
@@ -212,8 +215,8 @@ func (scheduleParser) Parse(s string) (cron.Schedule, error) { return config.Par
 func (a *Agent) start(j *job) {
 	a.mu.Lock()
 	ctx := a.ctx
-	if j.active || !a.running || ctx == nil || ctx.Err() != nil {
-		busy := j.active
+	if a.active[j.name] || !a.running || ctx == nil || ctx.Err() != nil {
+		busy := a.active[j.name]
 		a.mu.Unlock()
 		if busy {
 			a.log.Warn("job still running from its previous slot: skipped", "job", j.name)
@@ -223,14 +226,14 @@ func (a *Agent) start(j *job) {
 		}
 		return
 	}
-	j.active = true
+	a.active[j.name] = true
 	a.wg.Add(1)
 	a.mu.Unlock()
 	go func() {
 		defer a.wg.Done()
 		defer func() {
 			a.mu.Lock()
-			j.active = false
+			delete(a.active, j.name)
 			a.mu.Unlock()
 		}()
 		j.run(ctx)

@@ -427,7 +427,14 @@ func TestAgentOverrun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- ag.Run(ctx) }()
-	time.Sleep(7 * time.Second)
+	// A reload while a run is under way must not start a second one.
+	for range 3 {
+		time.Sleep(2 * time.Second)
+		if err := ag.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
 	cancel()
 	<-done
 	ok, skipped := testutilValue(ag, "drctl_vm_replications_total", "db", "ok"), testutilValue(ag, "drctl_vm_replications_total", "db", "skipped")

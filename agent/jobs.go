@@ -38,7 +38,6 @@ type job struct {
 	vms        []string // VM names (one for jobVM)
 	drill      config.Drill
 	cfg        *config.Config
-	active     bool // running or waiting for a slot; guarded by a.mu
 }
 
 // vmState is what the agent knows about a VM across runs and reloads.
