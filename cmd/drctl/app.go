@@ -75,9 +75,12 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "drctl",
 		Short: "Offsite disaster recovery for virtual machines",
-		Long: `drctl replicates VM disks (image files, block devices) into an encrypted,
-deduplicated repository on a local directory or an S3-compatible bucket, and
-restores any recovery point byte for byte.`,
+		Long: `drctl replicates VMs (running QEMU VMs, image files, block devices) into an
+encrypted, deduplicated repository on a local directory or an S3-compatible
+bucket, restores any recovery point byte for byte, fails the VMs over at a
+recovery site when the primary is lost (with fencing against split brain),
+proves the recovery plan with isolated drills, and runs all of it on
+schedules as an agent.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
