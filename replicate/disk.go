@@ -230,14 +230,10 @@ func (j *diskJob) run(ctx context.Context) (repo.Disk, error) {
 // parentUnreadable says why the parent's map of a disk cannot be used,
 // or "" when it can: every map and digest page must be in the index. A
 // damaged index file hides them; the disk is then read in full rather
-// than the replication failing, and the manifest says so.
-func parentUnreadable(ctx context.Context, r *repo.Repository, d *repo.Disk) string {
-	// Refreshed, not cached: a prune in this process may have rebuilt
-	// the cached index from a listing older than the parent's commit.
-	ix, err := r.RefreshIndex(ctx)
-	if err != nil {
-		return fmt.Sprintf("the repository index cannot be read (%v)", err)
-	}
+// than the replication failing, and the manifest says so. ix must be
+// fresh (RefreshIndex): a prune in this process may have rebuilt the
+// cached one from a listing older than the parent's commit.
+func parentUnreadable(ix *chunk.Index, d *repo.Disk) string {
 	var zero chunk.ID
 	for i, p := range d.Pages {
 		for _, id := range []chunk.ID{p.Map, p.Digests} {

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
+	"github.com/drctl/drctl/chunk"
 	"github.com/drctl/drctl/repo"
 )
 
@@ -122,10 +124,14 @@ func sessionJobs(ctx context.Context, r *repo.Repository, sess *qemuSession, opt
 		snap.Consistency = repo.ConsistencyApp
 	}
 	snap.Hardware = mergeHardware(readHardware(ctx, sess.c, sess.blocks), opts.Hardware)
+	ix, err := parentIndex(ctx, r, slices.ContainsFunc(sess.disks, func(d *qemuDisk) bool { return d.parent != nil }))
+	if err != nil {
+		return nil, err
+	}
 	var jobs []*diskJob
 	for _, d := range sess.disks {
 		if d.parent != nil {
-			if why := parentUnreadable(ctx, r, d.parent); why != "" {
+			if why := parentUnreadable(ix, d.parent); why != "" {
 				// The new bitmap was created at the instant either way:
 				// a full read now is complete.
 				d.parent, d.old, d.note = nil, "", why
@@ -297,6 +303,19 @@ func newSnapshot(r *repo.Repository, o Options, parent *repo.Snapshot) *repo.Sna
 	return snap
 }
 
+// parentIndex is a fresh index when there is a parent whose map pages
+// must be found in it (need), else nil.
+func parentIndex(ctx context.Context, r *repo.Repository, need bool) (*chunk.Index, error) {
+	if !need {
+		return nil, nil
+	}
+	ix, err := r.RefreshIndex(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the repository index: %w", err)
+	}
+	return ix, nil
+}
+
 func closeJobs(jobs []*diskJob) {
 	for _, j := range jobs {
 		j.src.Close()
@@ -352,6 +371,10 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 }
 
 func openDisks(ctx context.Context, r *repo.Repository, opts Options, parent *repo.Snapshot) ([]*diskJob, error) {
+	ix, err := parentIndex(ctx, r, parent != nil)
+	if err != nil {
+		return nil, err
+	}
 	var jobs []*diskJob
 	closeAll := func() {
 		for _, j := range jobs {
@@ -389,7 +412,7 @@ func openDisks(ctx context.Context, r *repo.Repository, opts Options, parent *re
 		}
 		if j.parent != nil {
 			j.changeSource = "scan"
-			if why := parentUnreadable(ctx, r, j.parent); why != "" {
+			if why := parentUnreadable(ix, j.parent); why != "" {
 				opts.Logger.Warn("disk read in full without its parent", "vm", opts.VM, "disk", name, "reason", why)
 				j.parent, j.changeSource, j.note = nil, "full", why
 			}
