@@ -278,14 +278,40 @@ func (a *app) writerID() string {
 		return ""
 	}
 	p := filepath.Join(dir, "writer-id")
-	if b, err := os.ReadFile(p); err == nil {
-		if id := strings.TrimSpace(string(b)); len(id) >= 8 && len(id) <= 32 && repo.NameRE.MatchString(id) {
+	read := func() string {
+		b, err := os.ReadFile(p)
+		if id := strings.TrimSpace(string(b)); err == nil && len(id) >= 8 && len(id) <= 32 && repo.NameRE.MatchString(id) {
 			return id
 		}
+		return ""
 	}
+	if id := read(); id != "" {
+		return id
+	}
+	// Created whole and exclusively (temp file, then a hard link that
+	// fails if the name exists): two drctl starting at once on a fresh
+	// machine must agree on one id, or a killed run's uploads would not
+	// be recognised as this machine's by the next one.
 	id := newWriterID()
-	if err := os.MkdirAll(dir, 0o700); err == nil {
-		_ = os.WriteFile(p, []byte(id+"\n"), 0o600)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return id
+	}
+	tmp, err := os.CreateTemp(dir, ".writer-id-*")
+	if err != nil {
+		return id
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(id + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if lerr := os.Link(tmp.Name(), p); lerr != nil {
+			if other := read(); other != "" {
+				return other // another drctl won the race
+			}
+			_ = os.Rename(tmp.Name(), p) // a damaged file: replace it
+		}
 	}
 	return id
 }

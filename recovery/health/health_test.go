@@ -88,13 +88,9 @@ func TestTCP(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 
-	// A closed port: refused on every attempt.
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l2.Addr().String()
-	l2.Close()
+	// A port bound but not listening refuses on every attempt, and stays
+	// reserved (a port closed again could be taken by another test).
+	addr := refusingAddr(t)
 	res = health.Run(t.Context(), health.Check{Kind: health.KindTCP, Addr: addr, Timeout: 300 * time.Millisecond, Interval: 50 * time.Millisecond}, health.Target{})
 	if res.OK || res.Attempts < 2 || !strings.Contains(res.Err, "refused") || !strings.Contains(res.Output, "refused") {
 		t.Fatalf("result %+v", res)
@@ -231,4 +227,23 @@ func TestContextCancel(t *testing.T) {
 	if res.OK || !strings.Contains(res.Err, "context canceled") || res.Finished.Sub(res.Started) > 5*time.Second {
 		t.Fatalf("result %+v", res)
 	}
+}
+
+// refusingAddr reserves a loopback port with a socket that is bound but
+// never listens: connections to it are refused.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
