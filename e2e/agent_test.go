@@ -100,7 +100,7 @@ func TestAgentDaemon(t *testing.T) {
 	}
 	writeCfg("*/2 * * * * *", "")
 	start := func() (*exec.Cmd, *syncBuffer) {
-		cmd := exec.Command(drctlBin, "agent", "--config", cfgFile, "--log-level", "info")
+		cmd := exec.Command(drctlBin, "agent", "--config", cfgFile, "--log-level", "debug")
 		cmd.Env, cmd.Dir = e.vars, e.dir
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
@@ -146,6 +146,13 @@ func TestAgentDaemon(t *testing.T) {
 		t.Fatalf("%d snapshots after killing the agent mid-upload, want 1 (the kill came too late)\n%s", len(rows), log)
 	}
 	uploaded := len(packFiles(t, repo)) - packsBefore
+	leaseDump := ""
+	if ls, _ := filepath.Glob(filepath.Join(repo, "leases", "*")); len(ls) > 0 {
+		for _, l := range ls {
+			b, _ := os.ReadFile(l)
+			leaseDump += string(b) + "\n"
+		}
+	}
 
 	agent, log = start()
 	waitUntil(t, "the snapshot after the restart", time.Minute, func() bool { return len(snapRows(t, e, repo)) >= 2 })
@@ -153,7 +160,7 @@ func TestAgentDaemon(t *testing.T) {
 	newest := rows[1] // the first after the restart
 	t.Logf("killed after %d new packs; the rerun stored %d new bytes of 48 MiB changed", uploaded, newest.Stats.BytesNew)
 	if newest.Stats.BytesNew > (48-12)<<20 || !strings.Contains(log.String(), "resumed an interrupted upload") {
-		t.Fatalf("the rerun stored %d bytes: nothing of the killed upload was reused\n%s", newest.Stats.BytesNew, log)
+		t.Fatalf("the rerun stored %d bytes: nothing of the killed upload was reused\nleases after the kill:\n%s\n%s", newest.Stats.BytesNew, leaseDump, log)
 	}
 
 	metrics := func() string {

@@ -287,10 +287,12 @@ func (w *Writer) adopt(ctx context.Context) {
 	now := time.Now()
 	for _, l := range leases {
 		if l.Writer != w.r.opts.WriterID || l.ID == w.lease.id || len(l.unindexed) == 0 {
+			w.r.log.Debug("lease not adoptable", "lease", l.ID, "writer", l.Writer, "self", w.r.opts.WriterID, "unindexed", len(l.unindexed))
 			continue
 		}
 		dead := l.expired(now) || (l.Host == host && l.PID > 0 && syscall.Kill(l.PID, 0) == syscall.ESRCH)
 		if !dead {
+			w.r.log.Debug("a lease of this writer id is alive: its packs are not adopted", "lease", l.ID, "host", l.Host, "pid", l.PID)
 			continue
 		}
 		var adopted []chunk.IndexPack
@@ -304,7 +306,7 @@ func (w *Writer) adopt(ctx context.Context) {
 			}
 			ip, err := w.r.readPackIndex(ctx, id)
 			if err != nil {
-				w.r.log.Debug("cannot adopt a pack of an interrupted writer", "pack", id.Short(), "err", err)
+				w.r.log.Warn("cannot adopt a pack of an interrupted writer: its blobs are uploaded again", "pack", id.Short(), "err", err)
 				continue
 			}
 			if w.cv.condemnsPack(ip.ID) {
