@@ -110,8 +110,12 @@ func TestAgentDaemon(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		return cmd, out
 	}
-	agent, log := start()
-	waitUntil(t, "the first snapshot", time.Minute, func() bool { return len(snapRows(t, e, repo)) >= 1 })
+	// The first snapshot with --once, so that the image changes below
+	// while no agent reads it.
+	e.ok("agent", "--config", cfgFile, "--once")
+	if n := len(snapRows(t, e, repo)); n != 1 {
+		t.Fatalf("%d snapshots after agent --once, want 1", n)
+	}
 
 	// 48 MiB of new data: at the 40 MiB/s cap the upload takes over a
 	// second, long enough to kill the agent in the middle of it.
@@ -126,6 +130,7 @@ func TestAgentDaemon(t *testing.T) {
 	}
 	f.Close()
 	packsBefore := len(packFiles(t, repo))
+	agent, log := start()
 	// Kill once a pack is uploaded and recorded in the writer's lease (the
 	// next run finds it there), and before the snapshot is committed.
 	waitUntil(t, "an uploaded pack of the next run", time.Minute, func() bool {
