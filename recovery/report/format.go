@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/drctl/drctl/internal/units"
 )
 
 // FormatSeconds formats a duration in seconds for people: "1.2 s",
@@ -40,20 +42,6 @@ func pair(a int64, au string, b int64, bu string) string {
 		return fmt.Sprintf("%d %s", a, au)
 	}
 	return fmt.Sprintf("%d %s %d %s", a, au, b, bu)
-}
-
-// formatBytes formats a size in IEC units, as the rest of drctl does.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // formatTime formats an instant in UTC: a report is read at other sites
@@ -128,7 +116,7 @@ func (d *Drill) vmRow(v VM) vmRow {
 		r.Restore = "not finished"
 	}
 	if v.RestoredBytes > 0 {
-		r.Restored = formatBytes(v.RestoredBytes)
+		r.Restored = units.Bytes(v.RestoredBytes)
 	}
 	if !v.Healthy.IsZero() {
 		r.Boot = FormatSeconds(v.BootSeconds)
