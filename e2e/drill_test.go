@@ -321,14 +321,7 @@ func TestDrill(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for dr.countQEMUs(t) == 0 {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("no replica started:\n%s", errb.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitReplicaStarted(t, cmd, dr.dir, errb.String)
 		time.Sleep(2 * time.Second) // into the checks
 		killReplicas(dr.dir)
 		crashed := time.Now()
@@ -378,14 +371,7 @@ func TestDrill(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for dr.countQEMUs(t) == 0 {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("no replica started:\n%s", out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitReplicaStarted(t, cmd, dr.dir, out.String)
 		cmd.Process.Signal(syscall.SIGINT)
 		err := cmd.Wait()
 		var ee *exec.ExitError

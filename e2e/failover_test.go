@@ -57,6 +57,21 @@ func replicaQEMUs(t *testing.T, dir string) []string {
 	return found
 }
 
+// waitReplicaStarted waits until a replica QEMU runs under dir, started
+// by cmd (a failover or a drill); it kills cmd and fails the test, with
+// cmd's output, if none starts within two minutes.
+func waitReplicaStarted(t *testing.T, cmd *exec.Cmd, dir string, output func() string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(replicaQEMUs(t, dir)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no replica started:\n%s", output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // killReplicas kills every replica QEMU started under dir (they outlive
 // drctl by design).
 func killReplicas(dir string) {
@@ -250,14 +265,7 @@ func TestFailover(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(replicaQEMUs(t, winDir)) == 0 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the rerun never started a replica")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitReplicaStarted(t, cmd, winDir, func() string { return "" })
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	again := parseFailover(t, dr.ok("failover", "-r", repo, "--plan", planFile, "--json", "--site", winSite, "--state-dir", winDir))
