@@ -231,7 +231,7 @@ func (j *job) prune(ctx context.Context) error {
 		return err
 	}
 	start := a.opts.now()
-	res, err := r.Prune(ctx, repo.PruneOptions{})
+	res, err := r.Prune(ctx, repo.PruneOptions{MemoryLimit: j.cfg.Agent.PruneMemoryBytes()})
 	a.metrics.prunes.WithLabelValues(repoLabel(j.repository), result(err)).Inc()
 	if err != nil {
 		a.log.Error("prune failed", "repository", repoLabel(j.repository), "err", err)

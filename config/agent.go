@@ -33,6 +33,10 @@ type Agent struct {
 	// Prune is when the agent prunes each repository it writes to, as a
 	// cron schedule (default "@daily"; "off" = never).
 	Prune string `yaml:"prune"`
+	// PruneMemory bounds each of prune's sets of blob ids, e.g. "512MiB"
+	// (default 128MiB): past it prune uses Bloom filters and may keep a
+	// few unused blobs, whatever the size of the repository.
+	PruneMemory string `yaml:"prune_memory"`
 }
 
 // Agent defaults.
@@ -92,27 +96,51 @@ func (a Agent) BandwidthBytes() int64 {
 	return n
 }
 
-var rateRE = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([KMGT]i?B|[kMGT]bit|B)?(?:/s)?$`)
+// PruneMemoryBytes is agent.prune_memory in bytes, 0 = the default.
+func (a Agent) PruneMemoryBytes() int64 {
+	n, _ := ParseSize(a.PruneMemory)
+	return n
+}
+
+// byteUnits are the multipliers of sizes and rates; bitUnits those only
+// rates accept.
+var (
+	byteUnits = map[string]float64{"": 1, "B": 1,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+	bitUnits = map[string]float64{"kbit": 1e3 / 8, "Mbit": 1e6 / 8, "Gbit": 1e9 / 8, "Tbit": 1e12 / 8}
+	sizeRE   = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$`)
+	rateRE   = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([KMGT]i?B|[kMGT]bit|B)?(?:/s)?$`)
+)
+
+// ParseSize reads a size such as "512MiB" or "2GB" into bytes; "" is 0.
+func ParseSize(s string) (int64, error) {
+	return parseQuantity(s, sizeRE, "size", "512MiB or 2GB")
+}
 
 // ParseRate reads a rate such as "20MiB", "20MB/s", "100Mbit" into bytes
 // per second; "" is 0.
 func ParseRate(s string) (int64, error) {
+	return parseQuantity(s, rateRE, "rate", "20MiB (bytes per second) or 100Mbit")
+}
+
+func parseQuantity(s string, re *regexp.Regexp, what, example string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, nil
 	}
-	m := rateRE.FindStringSubmatch(s)
+	m := re.FindStringSubmatch(s)
 	if m == nil {
-		return 0, fmt.Errorf("%q is not a rate: use e.g. 20MiB (bytes per second) or 100Mbit", s)
+		return 0, fmt.Errorf("%q is not a %s: use e.g. %s", s, what, example)
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
-	mult := map[string]float64{"": 1, "B": 1,
-		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-		"kbit": 1e3 / 8, "Mbit": 1e6 / 8, "Gbit": 1e9 / 8, "Tbit": 1e12 / 8}[m[2]]
+	mult, ok := byteUnits[m[2]]
+	if !ok {
+		mult = bitUnits[m[2]]
+	}
 	n := int64(v * mult)
 	if n <= 0 {
-		return 0, fmt.Errorf("%q: a rate must be positive", s)
+		return 0, fmt.Errorf("%q: a %s must be positive", s, what)
 	}
 	return n, nil
 }
@@ -143,6 +171,9 @@ func (c *Config) validateAgent() {
 	}
 	if _, err := ParseRate(a.Bandwidth); err != nil {
 		p.Addf("agent.bandwidth", "%v", err)
+	}
+	if _, err := ParseSize(a.PruneMemory); err != nil {
+		p.Addf("agent.prune_memory", "%v", err)
 	}
 	if a.Webhook != "" {
 		if u, err := url.Parse(a.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

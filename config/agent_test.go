@@ -18,6 +18,22 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"", 0, false}, {"512MiB", 512 << 20, false}, {"2GB", 2e9, false}, {"128.0 MiB", 128 << 20, false},
+		{"100Mbit", 0, true}, {"20MiB/s", 0, true}, {"lots", 0, true}, {"0", 0, true},
+	} {
+		got, err := ParseSize(c.in)
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d (error %v)", c.in, got, err, c.want, c.bad)
+		}
+	}
+}
+
 func TestAgentDefaults(t *testing.T) {
 	var a Agent
 	if h, p := a.Jobs(); h != DefaultMaxJobs || p != DefaultMaxJobs {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -28,6 +27,11 @@ const (
 	DefaultMaxUnusedFraction = 0.2
 	// DefaultBlobsPerIndexFile bounds the index files prune writes.
 	DefaultBlobsPerIndexFile = 50000
+	// DefaultPruneMemory is the default PruneOptions.MemoryLimit: exact
+	// up to about 1.6 million blobs (800 GiB of 512 KiB chunks); beyond,
+	// a filter that keeps about 3 unused blobs in 10 million up to 33
+	// million blobs (16 TiB), and more as the repository grows past that.
+	DefaultPruneMemory = 128 << 20
 	// DefaultPruneWaitTimeout bounds how long PruneOptions.Wait waits for
 	// leases: two TTLs, by when every writer that was running has either
 	// finished a normal run or been presumed dead.
@@ -50,6 +54,12 @@ type PruneOptions struct {
 	MaxUnusedFraction float64
 	// BlobsPerIndexFile bounds the new index files (0: the default).
 	BlobsPerIndexFile int
+	// MemoryLimit bounds, in bytes, each of the two sets of blob ids
+	// prune builds one after the other (0: DefaultPruneMemory). A set is
+	// exact while it fits (about 80 bytes a blob), else a Bloom filter of
+	// at most this size: a repository of any size is pruned within it,
+	// at the cost of keeping a few unused blobs for a later prune.
+	MemoryLimit int64
 	// DryRun plans and reports without changing anything.
 	DryRun bool
 	// Wait makes prune, once it has marked, wait for the leases that
@@ -80,6 +90,9 @@ func (o *PruneOptions) fill() {
 	}
 	if o.BlobsPerIndexFile <= 0 {
 		o.BlobsPerIndexFile = DefaultBlobsPerIndexFile
+	}
+	if o.MemoryLimit <= 0 {
+		o.MemoryLimit = DefaultPruneMemory
 	}
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = DefaultPruneWaitTimeout
@@ -142,28 +155,16 @@ const (
 	packRepack
 )
 
+// packPlan is a pack to repack and the positions of the blobs to copy.
 type packPlan struct {
-	p      *idxPack
-	fate   int
-	needed []int32 // blobs to copy (repack)
+	p      chunk.IndexPack
+	needed []int32
 }
 
 // condemnation is a condemned record prune knows.
 type condemnation struct {
 	name string
 	rec  *condemnedRecord
-}
-
-// pruneState is what one prune run has learnt.
-type pruneState struct {
-	fi        *fullIndex
-	listed    map[chunk.ID]targets.ObjectInfo
-	records   []*condemnation
-	u         *usage
-	known     map[string]bool // snapshot keys read in step 1
-	newPacks  []chunk.IndexPack
-	markFiles []string // index files listing newPacks
-	written   int64    // bytes of newPacks
 }
 
 // Prune removes what no snapshot uses: packs whose blobs are all unused,
@@ -179,23 +180,31 @@ type pruneState struct {
 // until no live lease fails to name it, i.e. until every writer that could
 // have deduplicated against its packs has committed or died.
 //
+// Memory stays within PruneOptions.MemoryLimit plus a small amount per
+// pack, whatever the number of blobs: the index files are streamed, and
+// the sets of blobs seen and used become Bloom filters when they would
+// not fit (see pruneState). A false positive keeps garbage; nothing a
+// snapshot uses is ever taken for garbage.
+//
 // The steps, and why a crash at any point leaves a repository in which
 // every committed snapshot is complete:
 //
 //  0. Take a prune lease; refuse if another prune holds a live one (two
 //     prunes would delete each other's index files).
-//  1. Read the condemned records; list the snapshots, then read every
+//  1. Read the condemned records; list the snapshots, then stream every
 //     index file (which therefore covers every snapshot listed), list the
 //     packs, read the snapshots and their map pages: the used set.
-//  2. Plan. A pack whose blobs are all unused goes; an unindexed pack
-//     goes; a pack with a mix goes after its used blobs are copied if its
-//     unused share exceeds MaxUnusedFraction. A blob stored twice keeps one
-//     copy. A pack younger than Grace, or already in a record, is left out.
-//  3. Mark: upload the new packs (repacked blobs) and index them in a new
-//     index file, then write the record condemned/<name> listing the packs
-//     to delete and the blobs that go with them. Nothing is deleted. A
-//     crash before the record leaves unindexed or extra indexed copies;
-//     after it, a record that any later prune sweeps.
+//  2. Plan, streaming the index again. A pack whose blobs are all unused
+//     goes; an unindexed pack goes; a pack with a mix goes after its used
+//     blobs are copied if its unused share exceeds MaxUnusedFraction. A
+//     blob stored twice keeps one copy. A pack younger than Grace, or
+//     already in a record, is left out.
+//  3. Mark, streaming the index a third time, in batches of about
+//     BlobsPerIndexFile blobs: upload the new packs (repacked blobs) and
+//     index them in a new index file, then write a record condemned/<name>
+//     listing the packs to delete and the blobs that go with them.
+//     Nothing is deleted. A crash before a record leaves unindexed or
+//     extra indexed copies; after it, a record that any later prune sweeps.
 //  4. Sweep, for every record (this run's and earlier ones) that no live
 //     lease blocks. A lease blocks a record it does not name, unless it
 //     has expired: not renewed for its TTL, by the target's clock (the
@@ -203,15 +212,16 @@ type pruneState struct {
 //     prune polls until nothing blocks or the wait times out.
 //     a. List the snapshots again, after the lease check: every writer
 //     that could use a condemned blob has committed or died by now. A pack of a
-//     record that holds a blob a snapshot uses, with no copy outside the
-//     swept packs, is rescued (kept, and stays indexed); an unindexed pack
-//     that an index file now lists is rescued too.
-//     b. Write new index files (create-only, new names) covering every
-//     indexed pack but the swept ones, and the new packs. A crash leaves
-//     old and new files side by side: every blob indexed at least once.
-//     c. Delete the index files read in step 1 and those of step 3 (never
-//     newer ones). A crash or failure leaves some old files; they list
-//     only packs that still exist; prune stops at the first failure.
+//     record that holds a blob a snapshot uses, with no copy known to
+//     stay, is rescued (kept, and stays indexed); an unindexed pack that
+//     an index file now lists is rescued too.
+//     b. Rewrite (create-only, new names) the index files that list a
+//     swept pack, without it, merging small files on the way. A crash
+//     leaves old and new files side by side: every blob indexed at least
+//     once.
+//     c. Delete the index files rewritten (never newer ones). A crash or
+//     failure leaves some old files; they list only packs that still
+//     exist; prune stops at the first failure.
 //     d. Delete the swept packs. By now no index file lists them; a crash
 //     leaves unindexed packs that the record still names.
 //     e. Delete the records, once all their packs are gone (a rescued
@@ -228,14 +238,13 @@ type pruneState struct {
 // index; that is safe because forget always keeps a VM's newest snapshot,
 // provided one VM is replicated by one writer at a time.
 //
-// When nothing is to be removed but the index is spread over more files
-// than needed, prune still rewrites it (4b, 4c). At the end the handle's
-// cached index is dropped (ReloadIndex); running Writers keep theirs.
+// When nothing is to be removed but the index is spread over small files,
+// prune still merges them (4b, 4c). At the end the handle's cached index
+// is dropped (ReloadIndex); running Writers keep theirs.
 func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult, error) {
 	opts.fill()
 	var res PruneResult
 	res.DryRun = opts.DryRun
-	now := time.Now()
 
 	// 0. Exclude other prunes, and keep the lease fresh: a prune that lost
 	// it stops, since another may have started.
@@ -257,174 +266,26 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 	}
 
 	// 1. What exists and what is used.
-	st, err := r.pruneScan(ctx, &res, opts.DryRun)
+	st, err := r.pruneScan(ctx, &res, opts)
 	if err != nil {
 		return res, err
 	}
-	fi, listed := st.fi, st.listed
-	condemnedBy := map[chunk.ID]bool{}
-	for _, c := range st.records {
-		for _, p := range c.rec.Packs {
-			condemnedBy[p.ID] = true
-		}
-	}
-
 	// 2. Plan.
-	// A pack whose age the target does not tell counts as fresh.
-	fresh := func(id chunk.ID) bool {
-		oi := listed[id]
-		return opts.Grace > 0 && (oi.ModTime.IsZero() || now.Sub(oi.ModTime) < opts.Grace)
+	if err := r.prunePlan(ctx, st, &res); err != nil {
+		return res, err
 	}
-	usedFrac := map[*idxPack]float64{}
-	for _, p := range fi.packs {
-		var used, total int64
-		for _, b := range p.Blobs {
-			total += int64(b.Length)
-			if _, ok := st.u.used[b.ID]; ok {
-				used += int64(b.Length)
-			}
-		}
-		if total > 0 {
-			usedFrac[p] = float64(used) / float64(total)
-		}
-	}
-	// A blob stored twice keeps the copy in the pack most likely to stay
-	// as it is: one not condemned, a fresh one, else the most used one.
-	better := func(a, b *idxPack) bool {
-		if ca, cb := condemnedBy[a.ID], condemnedBy[b.ID]; ca != cb {
-			return cb
-		}
-		if fa, fb := fresh(a.ID), fresh(b.ID); fa != fb {
-			return fa
-		}
-		if usedFrac[a] != usedFrac[b] {
-			return usedFrac[a] > usedFrac[b]
-		}
-		return bytes.Compare(a.ID[:], b.ID[:]) < 0
-	}
-	keeper := func(id chunk.ID) *idxPack {
-		locs := fi.locations(id)
-		best := locs[0].pack
-		for _, l := range locs[1:] {
-			if better(l.pack, best) {
-				best = l.pack
-			}
-		}
-		return best
-	}
-	unusedBlobs := map[chunk.ID]struct{}{}
-	var plans []*packPlan
-	for _, p := range fi.sortedPacks() {
-		if condemnedBy[p.ID] {
-			continue // an earlier mark covers it; its sweep decides
-		}
-		pl := &packPlan{p: p}
-		plans = append(plans, pl)
-		var neededBytes, unusedBytes int64
-		seen := map[chunk.ID]bool{}
-		for i, b := range p.Blobs {
-			_, used := st.u.used[b.ID]
-			if used && !seen[b.ID] && (len(fi.dups[b.ID]) == 0 || keeper(b.ID) == p) {
-				seen[b.ID] = true
-				pl.needed = append(pl.needed, int32(i))
-				neededBytes += int64(b.Length)
-				continue
-			}
-			if !used {
-				unusedBlobs[b.ID] = struct{}{}
-			}
-			unusedBytes += int64(b.Length)
-		}
-		res.BytesUnused += unusedBytes
-		switch {
-		case unusedBytes == 0 && len(p.Blobs) > 0:
-			pl.fate = packKeep
-		case fresh(p.ID):
-			pl.fate = packKeep
-			res.PacksKeptFresh++
-		case len(pl.needed) == 0:
-			pl.fate = packDelete
-		case float64(unusedBytes) > opts.MaxUnusedFraction*float64(neededBytes+unusedBytes):
-			pl.fate = packRepack
-		default:
-			pl.fate = packKeep
-		}
-		if pl.fate != packRepack {
-			pl.needed = nil
-		}
-	}
-	res.BlobsUnused = len(unusedBlobs)
-	var unindexed []targets.ObjectInfo
-	for id, oi := range listed {
-		if _, ok := fi.packs[id]; ok || condemnedBy[id] {
-			continue
-		}
-		if fresh(id) {
-			res.UnindexedKeptFresh++
-			continue
-		}
-		unindexed = append(unindexed, oi)
-	}
-	sort.Slice(unindexed, func(i, j int) bool { return unindexed[i].Key < unindexed[j].Key })
-
-	rec := &condemnedRecord{Version: 1, Prune: r.opts.WriterID, Created: now.UTC()}
-	var repack []*packPlan
-	for _, pl := range plans {
-		switch pl.fate {
-		case packDelete:
-			cp := condemnedPack{ID: pl.p.ID, Kind: condemnDelete, Size: int64(pl.p.Size)}
-			for _, b := range pl.p.Blobs {
-				cp.Blobs = appendBlobID(cp.Blobs, b.ID)
-			}
-			rec.Packs = append(rec.Packs, cp)
-		case packRepack:
-			cp := condemnedPack{ID: pl.p.ID, Kind: condemnRepack, Size: int64(pl.p.Size)}
-			copied := map[int32]bool{}
-			for _, i := range pl.needed {
-				copied[i] = true
-				res.BlobsRepacked++
-				res.BytesRepacked += int64(pl.p.Blobs[i].Length)
-			}
-			for i, b := range pl.p.Blobs {
-				if !copied[int32(i)] {
-					cp.Blobs = appendBlobID(cp.Blobs, b.ID)
-				}
-			}
-			rec.Packs = append(rec.Packs, cp)
-			repack = append(repack, pl)
-		}
-	}
-	for _, oi := range unindexed {
-		id, _ := parsePackKey(oi.Key)
-		rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnUnindexed, Size: oi.Size})
-	}
-	res.PacksRepacked = len(repack)
-	res.PacksCondemned = len(rec.Packs)
-
 	if opts.DryRun {
-		return res, r.pruneDryRun(ctx, st, rec, opts, &res)
+		return res, r.pruneDryRun(ctx, st, opts, &res)
 	}
 	defer r.ReloadIndex()
 
 	// 3. Mark.
-	if len(rec.Packs) > 0 {
-		newPacks, written, err := r.repackBlobs(ctx, repack)
-		if err != nil {
-			return res, fmt.Errorf("prune: repack: %w (nothing was deleted)", err)
+	if res.PacksCondemned > 0 {
+		if err := r.pruneMark(ctx, st, &res); err != nil {
+			return res, err
 		}
-		st.newPacks, st.written = newPacks, written
-		res.PacksWritten = len(newPacks)
-		res.PacksAfter, res.BytesAfter = res.PacksBefore+len(newPacks), res.BytesBefore+written
-		files, err := r.writeIndexFiles(ctx, newPacks, opts.BlobsPerIndexFile)
-		st.markFiles = files
-		if err != nil {
-			return res, fmt.Errorf("prune: index the repacked blobs: %w (nothing was deleted)", err)
-		}
-		name := r.newRecordName()
-		if err := r.writeCondemned(ctx, name, rec); err != nil {
-			return res, fmt.Errorf("prune: mark: %w (nothing was deleted)", err)
-		}
-		st.records = append(st.records, &condemnation{name: name, rec: rec})
+		res.PacksWritten = st.newPacks
+		res.PacksAfter, res.BytesAfter = res.PacksBefore+st.newPacks, res.BytesBefore+st.written
 	}
 
 	// 4. Sweep.
@@ -433,6 +294,101 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 		err = fmt.Errorf("%w (%w)", err, cause)
 	}
 	return res, err
+}
+
+// pruneMark is step 3: a third pass over the index writes, batch by batch,
+// the repacked blobs, their index file and a condemned record.
+func (r *Repository) pruneMark(ctx context.Context, st *pruneState, res *PruneResult) error {
+	perFile := st.opts.BlobsPerIndexFile
+	rec := &condemnedRecord{Version: 1, Prune: r.opts.WriterID, Created: st.now.UTC()}
+	var plans []*packPlan
+	blobs := 0
+	flush := func() error {
+		if len(rec.Packs) == 0 {
+			return nil
+		}
+		newPacks, written, err := r.repackBlobs(ctx, plans)
+		if err != nil {
+			return fmt.Errorf("prune: repack: %w (nothing was deleted)", err)
+		}
+		for _, p := range newPacks {
+			st.packs[p.ID] = &packInfo{listed: true, size: int64(p.Size), indexed: true, isize: p.Size, nblobs: int32(len(p.Blobs)), pass: passMark}
+		}
+		st.newPacks += len(newPacks)
+		st.written += written
+		files, counts, err := r.writeIndexFiles(ctx, newPacks, perFile)
+		for i, f := range files {
+			st.markFiles = append(st.markFiles, f)
+			st.fileBlobs[f] = counts[i]
+		}
+		if err != nil {
+			return fmt.Errorf("prune: index the repacked blobs: %w (nothing was deleted)", err)
+		}
+		name := r.newRecordName()
+		if err := r.writeCondemned(ctx, name, rec); err != nil {
+			return fmt.Errorf("prune: mark: %w (nothing was deleted)", err)
+		}
+		for i := range rec.Packs {
+			rec.Packs[i].Blobs = nil
+		}
+		st.records = append(st.records, &condemnation{name: name, rec: rec})
+		rec = &condemnedRecord{Version: 1, Prune: r.opts.WriterID, Created: st.now.UTC()}
+		plans, blobs = nil, 0
+		return nil
+	}
+	err := r.streamIndex(ctx, st.files, st.fileCost, func(key string, f *chunk.IndexFile, ferr error) error {
+		if ferr != nil {
+			return fmt.Errorf("prune: index file %s changed during prune: %w (nothing was deleted)", key, ferr)
+		}
+		for _, p := range f.Packs {
+			info := st.packs[p.ID]
+			if info == nil || info.pass >= passMark {
+				continue
+			}
+			info.pass = passMark
+			switch info.fate {
+			case packDelete:
+				cp := condemnedPack{ID: p.ID, Kind: condemnDelete, Size: int64(p.Size)}
+				for _, b := range p.Blobs {
+					cp.Blobs = appendBlobID(cp.Blobs, b.ID)
+				}
+				rec.Packs = append(rec.Packs, cp)
+			case packRepack:
+				cp := condemnedPack{ID: p.ID, Kind: condemnRepack, Size: int64(p.Size)}
+				pl := &packPlan{p: p}
+				for i, b := range p.Blobs {
+					if st.needs(p.ID, i, b) {
+						pl.needed = append(pl.needed, int32(i))
+					} else {
+						cp.Blobs = appendBlobID(cp.Blobs, b.ID)
+					}
+				}
+				rec.Packs = append(rec.Packs, cp)
+				plans = append(plans, pl)
+			default:
+				continue
+			}
+			blobs += len(p.Blobs)
+			if blobs >= perFile {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range st.unindexed {
+		rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnUnindexed, Size: st.packs[id].size})
+		if len(rec.Packs) >= perFile {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // takePruneLease takes a prune's lease, unless another prune holds one.
@@ -479,87 +435,6 @@ func (r *Repository) leasesNow(ctx context.Context, own *heldLease) ([]*leaseSta
 	return others, now, nil
 }
 
-// pruneScan is step 1.
-func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, dryRun bool) (*pruneState, error) {
-	st := &pruneState{}
-	names, err := r.listCondemned(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	for _, name := range names {
-		rec, _, err := r.readCondemned(ctx, name)
-		switch {
-		case errors.Is(err, targets.ErrNotFound):
-			continue
-		case errors.Is(err, errRecordDamaged):
-			// Dropping a mark is always safe: its packs stay until a later
-			// prune condemns them again.
-			r.log.Warn("prune: dropping a damaged condemned record", "record", name, "err", err)
-			if !dryRun {
-				if err := r.target.Delete(ctx, condemnedPrefix+name); err != nil {
-					return nil, fmt.Errorf("prune: remove damaged record %s: %w", name, err)
-				}
-			}
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("prune: %w", err)
-		}
-		st.records = append(st.records, &condemnation{name: name, rec: rec})
-	}
-
-	// Snapshots before index files: a manifest is committed only once its
-	// blobs are indexed, so the index read next covers every snapshot
-	// listed here. Later ones are the re-check's business (4a).
-	refs, err := r.ListSnapshots(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	fi, bad, err := r.loadFullIndex(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("prune: index file %s cannot be read (%v): %w; prune will not run on a damaged index: run drctl repair index", bad[0].key, bad[0].err, ErrDamaged)
-	}
-	if len(fi.conflicts) > 0 {
-		return nil, fmt.Errorf("prune: index files disagree: %s: %w", fi.conflicts[0], ErrDamaged)
-	}
-	listed, _, err := r.listPacks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for id, p := range fi.packs {
-		oi, ok := listed[id]
-		if !ok {
-			return nil, fmt.Errorf("prune: pack %s is indexed but missing: %w; run drctl verify", id.Short(), ErrDamaged)
-		}
-		if oi.Size != int64(p.Size) {
-			return nil, fmt.Errorf("prune: pack %s has %d bytes, the index says %d: %w; run drctl verify", id.Short(), oi.Size, p.Size, ErrDamaged)
-		}
-	}
-	st.fi, st.listed = fi, listed
-	res.IndexFilesBefore = len(fi.files)
-	res.PacksBefore = len(listed)
-	for _, oi := range listed {
-		res.BytesBefore += oi.Size
-	}
-	res.PacksAfter, res.BytesAfter = res.PacksBefore, res.BytesBefore
-	res.IndexFilesAfter = res.IndexFilesBefore
-	st.u = &usage{r: r, used: map[chunk.ID]struct{}{}, pages: map[chunk.ID]struct{}{}}
-	st.known = map[string]bool{}
-	for _, ref := range refs {
-		st.known[ref.Key] = true
-	}
-	n, err := st.u.addSnapshots(ctx, refs, fi.locations)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	res.Snapshots = n
-	res.BlobsUsed = len(st.u.used)
-	res.DuplicateBlobs = len(fi.dups)
-	return st, nil
-}
-
 // classifyRecords splits the records into those no live lease blocks and
 // those that wait, and returns the blocking leases and the expired ones.
 func classifyRecords(records []*condemnation, leases []*leaseState, now time.Time) (sweepable, waiting []*condemnation, blocking, expired []*leaseState) {
@@ -595,13 +470,27 @@ func classifyRecords(records []*condemnation, leases []*leaseState, now time.Tim
 // pruneDryRun estimates the sweep: the records no live lease blocks go at
 // once, by the local clock (a dry run writes nothing to ask the target's);
 // a new record would be blocked by every running writer.
-func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, rec *condemnedRecord, opts PruneOptions, res *PruneResult) error {
+func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, opts PruneOptions, res *PruneResult) error {
 	leases, err := r.listLeases(ctx)
 	if err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
 	records := st.records
-	if len(rec.Packs) > 0 {
+	if res.PacksCondemned > 0 {
+		rec := &condemnedRecord{}
+		for _, id := range st.sortedPacks() {
+			p := st.packs[id]
+			switch {
+			case !p.listed || !p.indexed || p.condemned:
+			case p.fate == packDelete:
+				rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnDelete, Size: p.size})
+			case p.fate == packRepack:
+				rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnRepack, Size: p.size})
+			}
+		}
+		for _, id := range st.unindexed {
+			rec.Packs = append(rec.Packs, condemnedPack{ID: id, Kind: condemnUnindexed, Size: st.packs[id].size})
+		}
 		records = append(slices.Clip(records), &condemnation{name: "(this run)", rec: rec})
 	}
 	sweepable, waiting, blocking, expired := classifyRecords(records, leases, time.Now())
@@ -609,22 +498,14 @@ func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, rec *conde
 	for _, l := range blocking {
 		res.LeasesBlocking = append(res.LeasesBlocking, l.LeaseInfo)
 	}
-	res.RecordsWaiting = len(waiting)
-	for _, c := range waiting {
-		for _, p := range c.rec.Packs {
-			if _, ok := st.listed[p.ID]; ok {
-				res.PacksWaiting++
-				res.BytesWaiting += p.Size
-			}
-		}
-	}
+	st.countWaiting(waiting, res)
 	res.RecordsSwept = len(sweepable)
 	var freed int64
 	deleted := 0
 	gone := map[chunk.ID]bool{}
 	for _, c := range sweepable {
 		for _, p := range c.rec.Packs {
-			if _, ok := st.listed[p.ID]; !ok || gone[p.ID] {
+			if info := st.packs[p.ID]; info == nil || !info.listed || gone[p.ID] {
 				continue
 			}
 			gone[p.ID] = true
@@ -639,13 +520,26 @@ func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, rec *conde
 	res.PacksAfter = res.PacksBefore - deleted + res.PacksWritten
 	res.BytesAfter = res.BytesBefore - res.BytesFreed
 	blobs := res.BlobsRepacked
-	for id, p := range st.fi.packs {
-		if !gone[id] {
-			blobs += len(p.Blobs)
+	for id, p := range st.packs {
+		if p.indexed && !gone[id] {
+			blobs += int(p.nblobs)
 		}
 	}
 	res.IndexFilesAfter = (blobs + opts.BlobsPerIndexFile - 1) / opts.BlobsPerIndexFile
 	return nil
+}
+
+// countWaiting counts what the records that wait hold.
+func (st *pruneState) countWaiting(waiting []*condemnation, res *PruneResult) {
+	res.RecordsWaiting = len(waiting)
+	for _, c := range waiting {
+		for _, p := range c.rec.Packs {
+			if info := st.packs[p.ID]; info != nil && info.listed {
+				res.PacksWaiting++
+				res.BytesWaiting += p.Size
+			}
+		}
+	}
 }
 
 func countSwept(res *PruneResult, kind string) {
@@ -661,7 +555,6 @@ func countSwept(res *PruneResult, kind string) {
 
 // pruneSweep is step 4.
 func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLease, opts PruneOptions, res *PruneResult) error {
-	fi := st.fi
 	var sweepable, waiting []*condemnation
 	var blocking, expired []*leaseState
 	deadline := time.Now().Add(opts.WaitTimeout)
@@ -702,15 +595,7 @@ func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLe
 	for _, l := range blocking {
 		res.LeasesBlocking = append(res.LeasesBlocking, l.LeaseInfo)
 	}
-	res.RecordsWaiting = len(waiting)
-	for _, c := range waiting {
-		for _, p := range c.rec.Packs {
-			if _, ok := st.listed[p.ID]; ok {
-				res.PacksWaiting++
-				res.BytesWaiting += p.Size
-			}
-		}
-	}
+	st.countWaiting(waiting, res)
 	// Expired leases are their holders' no more: a holder stops once it
 	// cannot renew (heldLease.check), well before a prune sees the lease
 	// expired, and a renewal never brings a removed lease back.
@@ -724,80 +609,64 @@ func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLe
 	}
 
 	// What the sweepable records hold that still exists.
-	doomed := map[chunk.ID]*idxPack{}
+	doomed := map[chunk.ID]bool{}
 	kind := map[chunk.ID]string{}
-	var unindexed []targets.ObjectInfo
+	var unindexed []chunk.ID
 	for _, c := range sweepable {
 		for _, cp := range c.rec.Packs {
-			oi, ok := st.listed[cp.ID]
-			if _, dup := kind[cp.ID]; !ok || dup {
+			info := st.packs[cp.ID]
+			if _, dup := kind[cp.ID]; info == nil || !info.listed || dup {
 				continue // gone already (an interrupted sweep), or in two records
 			}
 			kind[cp.ID] = cp.Kind
-			p, indexed := fi.packs[cp.ID]
 			switch {
-			case indexed && cp.Kind == condemnUnindexed:
+			case info.indexed && cp.Kind == condemnUnindexed:
 				// Its writer indexed it after the mark.
 				res.PacksRescued++
-			case indexed:
-				doomed[p.ID] = p
+			case info.indexed:
+				doomed[cp.ID] = true
 			default:
 				// Unindexed, or indexed no more after an interrupted sweep.
-				unindexed = append(unindexed, oi)
+				unindexed = append(unindexed, cp.ID)
 			}
 		}
 	}
 
 	// 4a. Snapshots committed meanwhile.
 	if len(doomed)+len(unindexed) > 0 {
-		rescued, lateIndexed, err := r.pruneRecheck(ctx, st, doomed)
+		rescued, lateIndexed, err := r.pruneRecheck(ctx, st, sweepable, doomed)
 		if err != nil {
 			return fmt.Errorf("prune: re-check snapshots: %w (nothing was deleted)", err)
 		}
-		for _, p := range rescued {
-			r.log.Warn("prune: keeping a condemned pack that a snapshot committed meanwhile uses", "pack", p.ID.Short())
+		for _, id := range rescued {
+			r.log.Warn("prune: keeping a condemned pack that a snapshot committed meanwhile uses", "pack", id.Short())
 		}
 		res.PacksRescued += len(rescued)
 		keep := unindexed[:0]
-		for _, oi := range unindexed {
-			if id, _ := parsePackKey(oi.Key); lateIndexed[id] {
+		for _, id := range unindexed {
+			if lateIndexed[id] {
 				res.PacksRescued++
 				continue
 			}
-			keep = append(keep, oi)
+			keep = append(keep, id)
 		}
 		unindexed = keep
 	}
 
-	// 4b. One index for everything that stays.
-	var keepPacks []chunk.IndexPack
-	blobsKept := 0
-	for _, p := range fi.sortedPacks() {
-		if doomed[p.ID] == nil {
-			keepPacks = append(keepPacks, chunk.IndexPack{ID: p.ID, Size: p.Size, Blobs: p.Blobs})
-			blobsKept += len(p.Blobs)
-		}
+	// 4b. Index files without the swept packs.
+	written, replaced, err := r.pruneRewriteIndex(ctx, st, doomed)
+	res.IndexFilesAfter = len(st.files) + len(st.markFiles) + len(written) - len(replaced)
+	if err != nil {
+		return fmt.Errorf("prune: write index: %w (nothing was deleted)", err)
 	}
-	for _, p := range st.newPacks {
-		keepPacks = append(keepPacks, p)
-		blobsKept += len(p.Blobs)
-	}
-	oldFiles := append(slices.Clip(fi.files), st.markFiles...)
-	needFiles := (blobsKept + opts.BlobsPerIndexFile - 1) / opts.BlobsPerIndexFile
-	res.IndexFilesAfter = len(oldFiles)
-	if len(doomed) > 0 || len(oldFiles) > needFiles {
-		files, err := r.writeIndexFiles(ctx, keepPacks, opts.BlobsPerIndexFile)
-		if err != nil {
-			return fmt.Errorf("prune: write index: %w (nothing was deleted)", err)
-		}
-		res.IndexFilesAfter = len(files)
 
-		// 4c. Old index files go before any pack does.
+	// 4c. Old index files go before any pack does.
+	if len(replaced) > 0 {
 		ig, igctx := errgroup.WithContext(ctx)
 		ig.SetLimit(r.opts.Uploads)
 		var lockedMu sync.Mutex
 		locked := 0
-		for _, k := range oldFiles {
+		for _, k := range replaced {
 			ig.Go(func() error {
 				if err := r.target.Delete(igctx, k); err != nil {
 					if errors.Is(err, targets.ErrLocked) {
@@ -851,18 +720,15 @@ func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLe
 			return nil
 		})
 	}
-	for _, p := range fi.sortedPacks() {
-		if doomed[p.ID] != nil {
-			del(p.ID, int64(p.Size))
-		}
+	for _, id := range sortedIDs(doomed) {
+		del(id, st.packs[id].size)
 	}
-	for _, oi := range unindexed {
-		id, _ := parsePackKey(oi.Key)
-		del(id, oi.Size)
+	for _, id := range unindexed {
+		del(id, st.packs[id].size)
 	}
 	_ = g.Wait()
 	res.BytesFreed = freed - st.written
-	res.PacksAfter = res.PacksBefore + len(st.newPacks) - deleted
+	res.PacksAfter = res.PacksBefore + st.newPacks - deleted
 	res.BytesAfter = res.BytesBefore + st.written - freed
 	if len(errs) > 0 {
 		return fmt.Errorf("prune: %d packs could not be deleted (they are unindexed now; the next prune removes them): %w", len(errs), errors.Join(errs...))
@@ -887,106 +753,165 @@ func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLe
 	return nil
 }
 
-// usage collects the blobs that snapshots use.
-type usage struct {
-	r     *Repository
-	mu    sync.Mutex
-	used  map[chunk.ID]struct{} // data blobs and page blobs
-	pages map[chunk.ID]struct{} // map pages already read
+func sortedIDs(set map[chunk.ID]bool) []chunk.ID {
+	ids := make([]chunk.ID, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
 }
 
-// use adds a blob to the used set. Called with u.mu held.
-func (u *usage) use(id chunk.ID) {
-	u.used[id] = struct{}{}
+// pruneRecheck looks at what changed since step 1, after the lease check.
+// It takes out of doomed, and returns, the packs whose record lists a blob
+// some snapshot uses (one read in step 1, or committed since) of which no
+// copy is known to stay; and it returns the packs that index files
+// written since step 1 list (packs that looked unindexed when they were
+// condemned). A repacked pack's record lists only the blobs not copied:
+// the copies of the others stay.
+func (r *Repository) pruneRecheck(ctx context.Context, st *pruneState, sweepable []*condemnation, doomed map[chunk.ID]bool) ([]chunk.ID, map[chunk.ID]bool, error) {
+	old := map[string]bool{}
+	for _, f := range st.files {
+		old[f] = true
+	}
+	for _, f := range st.markFiles {
+		old[f] = true
+	}
+	// Snapshots first, as in step 1: the newer index files then cover
+	// every snapshot listed. Those files hold what writers stored during
+	// this prune, so they are read whole.
+	refs, err := r.ListSnapshots(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	newer, bad, err := r.loadFullIndex(ctx, func(k string) bool { return !old[k] })
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(bad) > 0 {
+		return nil, nil, fmt.Errorf("index file %s cannot be read: %w", bad[0].key, ErrDamaged)
+	}
+	lateIndexed := map[chunk.ID]bool{}
+	for id := range newer.packs {
+		lateIndexed[id] = true
+	}
+	var fresh []SnapshotRef
+	for _, ref := range refs {
+		if !st.known[ref.Key] {
+			fresh = append(fresh, ref)
+		}
+	}
+	if len(fresh) > 0 {
+		// Their pages may sit in packs that only the newer files list.
+		if _, err := r.pruneUse(ctx, st, fresh, func(id chunk.ID) []metaLoc {
+			locs := slices.Clip(st.meta[id])
+			for _, l := range newer.locations(id) {
+				locs = append(locs, metaLoc{pack: l.pack.ID, b: l.blob()})
+			}
+			return locs
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
+	stays := func(id chunk.ID) bool {
+		if len(newer.locations(id)) > 0 {
+			return true
+		}
+		if c := st.cands[id]; c != nil {
+			for _, l := range c.locs {
+				if !doomed[l.pack] {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	var rescued []chunk.ID
+	for _, c := range sweepable {
+		rec, _, err := r.readCondemned(ctx, c.name)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, cp := range rec.Packs {
+			if !doomed[cp.ID] {
+				continue
+			}
+			for _, id := range cp.blobIDs() {
+				if st.used.has(id) && !stays(id) {
+					rescued = append(rescued, cp.ID)
+					delete(doomed, cp.ID)
+					break
+				}
+			}
+		}
+	}
+	return rescued, lateIndexed, nil
 }
 
-// addSnapshots reads the manifests and their map pages (those not read
-// before) and adds every blob they use; locate finds a blob's copies.
-// Manifests deleted meanwhile are skipped. It returns the number of
-// manifests read.
-func (u *usage) addSnapshots(ctx context.Context, refs []SnapshotRef, locate func(chunk.ID) []blobPos) (int, error) {
-	r := u.r
-	snaps := make([]*Snapshot, len(refs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.opts.Downloads)
-	for i, ref := range refs {
-		g.Go(func() error {
-			s, err := r.LoadSnapshot(gctx, ref)
-			if errors.Is(err, targets.ErrNotFound) {
-				return nil // forgotten meanwhile
-			}
-			snaps[i] = s
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	n := 0
-	var todo []chunk.ID
-	u.mu.Lock()
-	for _, s := range snaps {
-		if s == nil {
-			continue
-		}
-		n++
-		for _, d := range s.Disks {
-			for _, p := range d.Pages {
-				if !p.Digests.IsZero() {
-					u.use(p.Digests)
-				}
-				if p.Map.IsZero() {
-					continue
-				}
-				u.use(p.Map)
-				if _, ok := u.pages[p.Map]; !ok {
-					u.pages[p.Map] = struct{}{}
-					todo = append(todo, p.Map)
-				}
-			}
+// pruneRewriteIndex is step 4b: it writes again, without the doomed packs,
+// the index files that list one, and merges the small files (under half
+// of BlobsPerIndexFile) when there are two or more. It returns the files
+// written and those they replace; the others are left as they are.
+func (r *Repository) pruneRewriteIndex(ctx context.Context, st *pruneState, doomed map[chunk.ID]bool) (written, replaced []string, err error) {
+	perFile := st.opts.BlobsPerIndexFile
+	files := append(slices.Clip(st.files), st.markFiles...)
+	small := 0
+	for _, f := range files {
+		if st.fileBlobs[f] < perFile/2 {
+			small++
 		}
 	}
-	u.mu.Unlock()
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(r.opts.Downloads)
-	for _, id := range todo {
-		g.Go(func() error {
-			plain, err := r.readAnyCopy(gctx, id, locate(id))
-			if err != nil {
-				return fmt.Errorf("map page %s: %w", id.Short(), err)
+	merge := small >= 2
+	if len(doomed) == 0 && !merge {
+		return nil, nil, nil
+	}
+	var batch []chunk.IndexPack
+	count := 0
+	flush := func() error {
+		names, _, err := r.writeIndexFiles(ctx, batch, perFile)
+		written = append(written, names...)
+		batch, count = nil, 0
+		return err
+	}
+	err = r.streamIndex(ctx, files, st.fileCost, func(key string, f *chunk.IndexFile, ferr error) error {
+		if ferr != nil {
+			return fmt.Errorf("index file %s changed during prune: %w", key, ferr)
+		}
+		rewrite := merge && st.fileBlobs[key] < perFile/2
+		for _, p := range f.Packs {
+			rewrite = rewrite || doomed[p.ID]
+		}
+		if !rewrite {
+			for _, p := range f.Packs {
+				if info := st.packs[p.ID]; info != nil {
+					info.emitted = true
+				}
 			}
-			// Only the blob ids matter here; verify checks the layout.
-			exts, err := DecodeMapPage(plain, 0, math.MaxInt64)
-			if err != nil {
-				return fmt.Errorf("map page %s: %w", id.Short(), err)
-			}
-			u.mu.Lock()
-			for _, e := range exts {
-				u.use(e.Blob)
-			}
-			u.mu.Unlock()
 			return nil
-		})
-	}
-	return n, g.Wait()
-}
-
-// readAnyCopy reads the first copy of a blob that decodes.
-func (r *Repository) readAnyCopy(ctx context.Context, id chunk.ID, locs []blobPos) ([]byte, error) {
-	if len(locs) == 0 {
-		return nil, fmt.Errorf("blob %s is not in the index: %w; run drctl verify", id.Short(), ErrDamaged)
-	}
-	var first error
-	for _, l := range locs {
-		plain, err := r.readBlobAt(ctx, l)
-		if err == nil {
-			return plain, nil
 		}
-		if first == nil {
-			first = err
+		replaced = append(replaced, key)
+		for _, p := range f.Packs {
+			info := st.packs[p.ID]
+			if doomed[p.ID] || (info != nil && info.emitted) {
+				continue
+			}
+			if info != nil {
+				info.emitted = true
+			}
+			if count > 0 && count+len(p.Blobs) > perFile {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			batch = append(batch, p)
+			count += len(p.Blobs)
 		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
 	}
-	return nil, first
+	return written, replaced, err
 }
 
 // repackBlobs copies the needed blobs of the given packs, in their stored
@@ -1108,10 +1033,11 @@ func (r *Repository) newIndexKey() string {
 }
 
 // writeIndexFiles writes packs into index files of at most perFile blobs
-// (a pack is never split) and returns their names, including those written
-// before a failure.
-func (r *Repository) writeIndexFiles(ctx context.Context, packs []chunk.IndexPack, perFile int) ([]string, error) {
+// (a pack is never split) and returns their names and the blobs each
+// lists, including those written before a failure.
+func (r *Repository) writeIndexFiles(ctx context.Context, packs []chunk.IndexPack, perFile int) ([]string, []int, error) {
 	var names []string
+	var counts []int
 	var batch []chunk.IndexPack
 	count := 0
 	flush := func() error {
@@ -1123,104 +1049,18 @@ func (r *Repository) writeIndexFiles(ctx context.Context, packs []chunk.IndexPac
 			return fmt.Errorf("save index %s: %w", key, err)
 		}
 		names = append(names, key)
+		counts = append(counts, count)
 		batch, count = nil, 0
 		return nil
 	}
 	for _, p := range packs {
 		if count > 0 && count+len(p.Blobs) > perFile {
 			if err := flush(); err != nil {
-				return names, err
+				return names, counts, err
 			}
 		}
 		batch = append(batch, p)
 		count += len(p.Blobs)
 	}
-	return names, flush()
-}
-
-// pruneRecheck looks at what changed since step 1. It returns the doomed
-// packs that a snapshot committed since then needs (packs holding a blob
-// it uses of which no other copy stays), and the packs that looked
-
-// pruneRecheck looks at what changed since step 1, after the lease check.
-// It takes out of doomed, and returns, the packs that hold a blob some
-// snapshot uses (one read in step 1, or committed since) of which no copy
-// stays; and it returns the packs that index files written since step 1
-// list (packs that looked unindexed when they were condemned).
-func (r *Repository) pruneRecheck(ctx context.Context, st *pruneState, doomed map[chunk.ID]*idxPack) ([]*idxPack, map[chunk.ID]bool, error) {
-	fi := st.fi
-	old := map[string]bool{}
-	for _, f := range fi.files {
-		old[f] = true
-	}
-	for _, f := range st.markFiles {
-		old[f] = true
-	}
-	// Snapshots first, as in step 1: the newer index files then cover
-	// every snapshot listed.
-	refs, err := r.ListSnapshots(ctx, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	newer, bad, err := r.loadFullIndex(ctx, func(k string) bool { return !old[k] })
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(bad) > 0 {
-		return nil, nil, fmt.Errorf("index file %s cannot be read: %w", bad[0].key, ErrDamaged)
-	}
-	lateIndexed := map[chunk.ID]bool{}
-	for id := range newer.packs {
-		lateIndexed[id] = true
-	}
-	var fresh []SnapshotRef
-	for _, ref := range refs {
-		if !st.known[ref.Key] {
-			fresh = append(fresh, ref)
-		}
-	}
-	if len(fresh) > 0 {
-		// Their pages may sit in packs that only the newer files list.
-		if _, err := st.u.addSnapshots(ctx, fresh, func(id chunk.ID) []blobPos {
-			return append(fi.locations(id), newer.locations(id)...)
-		}); err != nil {
-			return nil, nil, err
-		}
-	}
-	kept := map[chunk.ID]struct{}{}
-	for _, p := range st.newPacks {
-		for _, b := range p.Blobs {
-			kept[b.ID] = struct{}{}
-		}
-	}
-	ids := make([]chunk.ID, 0, len(doomed))
-	for id := range doomed {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
-	var rescued []*idxPack
-	for _, id := range ids {
-		p := doomed[id]
-		for _, b := range p.Blobs {
-			if _, used := st.u.used[b.ID]; !used {
-				continue
-			}
-			if _, ok := kept[b.ID]; ok || len(newer.locations(b.ID)) > 0 {
-				continue
-			}
-			stays := false
-			for _, l := range fi.locations(b.ID) {
-				if doomed[l.pack.ID] == nil {
-					stays = true
-					break
-				}
-			}
-			if !stays {
-				rescued = append(rescued, p)
-				delete(doomed, id)
-				break
-			}
-		}
-	}
-	return rescued, lateIndexed, nil
+	return names, counts, flush()
 }

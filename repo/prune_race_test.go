@@ -53,6 +53,21 @@ func raceReplication(ctx context.Context, r *repo.Repository, seeds []uint64, pa
 // every commit the new snapshot must read back, after every prune every
 // snapshot must, and at the end verify must find nothing missing.
 func TestPruneRace(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts repo.PruneOptions
+	}{
+		{"exact", repo.PruneOptions{}},
+		// Blob sets as Bloom filters of 8 Kibit, no duplicate detection,
+		// and marks and index rewrites in batches of 64 blobs: the paths
+		// a large repository takes.
+		{"bounded memory", repo.PruneOptions{MemoryLimit: 1024, BlobsPerIndexFile: 64}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPruneRace(t, tc.opts) })
+	}
+}
+
+func testPruneRace(t *testing.T, base repo.PruneOptions) {
 	iterations := 200
 	if testing.Short() {
 		iterations = 40
@@ -111,7 +126,8 @@ func TestPruneRace(t *testing.T) {
 			}
 			// Every fourth prune waits for the writers, the others sweep
 			// what they can.
-			opts := repo.PruneOptions{Grace: -1, Wait: k%4 == 3, PollInterval: time.Millisecond, WaitTimeout: time.Second}
+			opts := base
+			opts.Grace, opts.Wait, opts.PollInterval, opts.WaitTimeout = -1, k%4 == 3, time.Millisecond, time.Second
 			res, err := pruner.Prune(ctx, opts)
 			if err != nil {
 				fail(fmt.Errorf("prune %d: %w", k, err))
@@ -158,7 +174,9 @@ func TestPruneRace(t *testing.T) {
 		t.Fatal("the race did not happen: nothing deleted, or no record ever waited for a writer")
 	}
 	// With nothing running, one prune sweeps every record.
-	if _, err := pruner.Prune(context.Background(), noGrace); err != nil {
+	final := base
+	final.Grace = -1
+	if _, err := pruner.Prune(context.Background(), final); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(keysUnder(mt, "condemned/")) + len(keysUnder(mt, "leases/")); n != 0 {

@@ -347,3 +347,77 @@ func TestPruneRescuesBlobsOfLateSnapshot(t *testing.T) {
 		t.Fatalf("%d snapshots", n)
 	}
 }
+
+// TestPruneBoundedMemory prunes the same history with the exact sets and
+// with memory limits that turn them into Bloom filters, with marks and
+// index rewrites in batches of a few blobs. Whatever the limit, every
+// snapshot stays whole; with a filter of reasonable size prune does what
+// the exact plan says; with one far too small it frees less, never more,
+// and a later exact prune frees the rest.
+func TestPruneBoundedMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		limit  int64
+		perIdx int
+		same   bool // does what the exact plan says
+	}{
+		{"exact", 0, 0, true},
+		{"exact, small index files", 0, 3, true},
+		{"bloom", 512, 3, true},          // 4 Kibit for a few dozen blobs
+		{"bloom too small", 1, 3, false}, // 64 bits: nearly everything looks used
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			history(t, f)
+			stray := putStrayPack(t, f)
+			if _, err := f.r.Forget(f.ctx, "vm1", repo.KeepPolicy{Last: 1}, false); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := f.r.Prune(f.ctx, repo.PruneOptions{Grace: -1, DryRun: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := f.bytesUnder("data/")
+			res, err := f.r.Prune(f.ctx, repo.PruneOptions{Grace: -1, MemoryLimit: tc.limit, BlobsPerIndexFile: tc.perIdx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", res)
+			if res.BytesFreed != before-f.bytesUnder("data/") {
+				t.Fatalf("freed %d, data shrank by %d", res.BytesFreed, before-f.bytesUnder("data/"))
+			}
+			if slices.Contains(f.keys("data/"), stray) || res.UnindexedDeleted != 1 {
+				t.Fatalf("the unindexed pack stays: %+v", res)
+			}
+			switch {
+			case tc.same && (res.PacksDeleted != plan.PacksDeleted || res.PacksRepacked != plan.PacksRepacked || res.BlobsRepacked != plan.BlobsRepacked || res.BytesUnused != plan.BytesUnused):
+				t.Fatalf("did other than the exact plan: %+v vs %+v", res, plan)
+			case !tc.same && (res.BytesUnused >= plan.BytesUnused || res.PacksDeleted > plan.PacksDeleted):
+				t.Fatalf("freed as much as the exact plan or more: %+v vs %+v", res, plan)
+			}
+			if tc.perIdx > 0 {
+				if n := len(f.keys("index/")); n < 2 {
+					t.Fatalf("%d index files for %d blobs a file", n, tc.perIdx)
+				}
+			}
+			if rep, err := f.verify(repo.VerifyOptions{ReadData: true}); err != nil || rep.UnindexedPacks != 0 {
+				t.Fatalf("after prune: %v\n%s", err, rep.Summary())
+			}
+			if n := f.restoreAll(); n != 3 {
+				t.Fatalf("%d snapshots left", n)
+			}
+			// A prune with the exact sets removes what the filter kept.
+			again, err := f.r.Prune(f.ctx, noGrace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.same != (again.BytesFreed == 0) {
+				t.Fatalf("the exact prune after it freed %d bytes", again.BytesFreed)
+			}
+			if rep, err := f.verify(repo.VerifyOptions{ReadData: true}); err != nil || rep.UnindexedPacks != 0 {
+				t.Fatalf("after the exact prune: %v\n%s", err, rep.Summary())
+			}
+			f.restoreAll()
+		})
+	}
+}

@@ -89,7 +89,7 @@ func (r *Repository) RepairIndex(ctx context.Context, dryRun bool) (RepairResult
 		return res, nil
 	}
 	if len(indexed) > 0 {
-		if res.IndexFiles, err = r.writeIndexFiles(ctx, indexed, DefaultBlobsPerIndexFile); err != nil {
+		if res.IndexFiles, _, err = r.writeIndexFiles(ctx, indexed, DefaultBlobsPerIndexFile); err != nil {
 			return res, fmt.Errorf("repair index: %w", err)
 		}
 	}

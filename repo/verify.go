@@ -180,14 +180,18 @@ func (r *Repository) listPacks(ctx context.Context) (map[chunk.ID]targets.Object
 
 // readBlobAt reads and decodes one stored copy of a blob.
 func (r *Repository) readBlobAt(ctx context.Context, pos blobPos) ([]byte, error) {
-	b := pos.blob()
-	stored, err := r.target.GetRange(ctx, PackKey(pos.pack.ID), int64(b.Offset), int64(b.Length))
+	return r.readStoredBlob(ctx, pos.pack.ID, pos.blob())
+}
+
+// readStoredBlob reads and decodes blob b of pack.
+func (r *Repository) readStoredBlob(ctx context.Context, pack chunk.ID, b chunk.PackedBlob) ([]byte, error) {
+	stored, err := r.target.GetRange(ctx, PackKey(pack), int64(b.Offset), int64(b.Length))
 	if err != nil {
-		return nil, fmt.Errorf("read blob %s from pack %s: %w", b.ID.Short(), pos.pack.ID.Short(), err)
+		return nil, fmt.Errorf("read blob %s from pack %s: %w", b.ID.Short(), pack.Short(), err)
 	}
 	plain, err := r.codec.Decode(make([]byte, 0, b.RawLength), stored, b.ID)
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w: %w", b.ID.Short(), pos.pack.ID.Short(), ErrDamaged, err)
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %w", b.ID.Short(), pack.Short(), ErrDamaged, err)
 	}
 	return plain, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drctl/drctl/config"
 	"github.com/drctl/drctl/internal/units"
 	"github.com/drctl/drctl/repo"
 )
@@ -76,18 +77,28 @@ of each VM is always kept. Data stays in the repository until prune (or pass
 func (a *app) pruneCommand() *cobra.Command {
 	var opts repo.PruneOptions
 	var grace time.Duration
+	var memory string
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete data no snapshot uses",
 		Long: `Delete packs that no snapshot references and repack partly used ones. Packs
 younger than --grace are left alone: they may belong to a replication that is
-still running on another host.`,
+still running on another host.
+
+Prune's memory does not grow with the number of blobs past --max-memory: it
+streams the index, and past the limit it tracks the blobs in use with a Bloom
+filter, which may keep a few unused blobs for a later prune with more memory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Grace = grace
 			if grace == 0 {
 				opts.Grace = -1
 			}
+			n, err := config.ParseSize(memory)
+			if err != nil {
+				return usageError{fmt.Errorf("--max-memory: %w", err)}
+			}
+			opts.MemoryLimit = n
 			return a.runPrune(cmd, opts)
 		},
 	}
@@ -95,6 +106,7 @@ still running on another host.`,
 	f.DurationVar(&grace, "grace", repo.DefaultPruneGrace, "leave unreferenced packs younger than this (0: none)")
 	f.Float64Var(&opts.MaxUnusedFraction, "max-unused", repo.DefaultMaxUnusedFraction, "repack a pack when more than this fraction of it is unused")
 	f.BoolVarP(&opts.DryRun, "dry-run", "n", false, "show what would be done")
+	f.StringVar(&memory, "max-memory", "128MiB", "bound each of prune's blob sets to this size (e.g. 512MiB); past it prune keeps a few unused blobs")
 	return cmd
 }
 
