@@ -41,6 +41,29 @@ func newBlobSet(n int, budget int64) blobSet {
 	return newBloom(n, budget)
 }
 
+// reuseBlobSet returns a set for about n ids within budget, in the memory
+// of old where it can: prune builds its two sets one after the other, and
+// leaving the first to the garbage collector would put both in the heap at
+// once.
+func reuseBlobSet(old blobSet, n int, budget int64) blobSet {
+	n = max(n, 1)
+	exact := int64(n)*exactEntryBytes <= budget
+	switch o := old.(type) {
+	case exactSet:
+		if exact {
+			clear(o)
+			return o
+		}
+	case *bloom:
+		if words := bloomWords(n, budget); !exact && words <= int64(len(o.bits)) {
+			bits := o.bits[:words]
+			clear(bits)
+			return newBloomIn(bits, n)
+		}
+	}
+	return newBlobSet(n, budget)
+}
+
 type exactSet map[chunk.ID]struct{}
 
 func (s exactSet) add(id chunk.ID) bool {
@@ -71,10 +94,19 @@ type bloom struct {
 }
 
 func newBloom(n int, budget int64) *bloom {
-	words := min(max(budget/8, 1), (int64(n)*bloomBitsPerBlob+63)/64)
-	m := uint64(words) * 64
+	return newBloomIn(make([]uint64, bloomWords(n, budget)), n)
+}
+
+// bloomWords is the size of a filter for n ids within budget bytes.
+func bloomWords(n int, budget int64) int64 {
+	return min(max(budget/8, 1), (int64(n)*bloomBitsPerBlob+63)/64)
+}
+
+// newBloomIn makes a filter for n ids in bits, which must be zero.
+func newBloomIn(bits []uint64, n int) *bloom {
+	m := uint64(len(bits)) * 64
 	k := int(math.Round(float64(m) / float64(n) * math.Ln2))
-	return &bloom{bits: make([]uint64, words), m: m, k: min(max(k, 1), 16)}
+	return &bloom{bits: bits, m: m, k: min(max(k, 1), 16)}
 }
 
 func (b *bloom) probes(id chunk.ID, fn func(word int, mask uint64) bool) {

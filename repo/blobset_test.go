@@ -63,3 +63,48 @@ func TestBlobSet(t *testing.T) {
 		})
 	}
 }
+
+// TestReuseBlobSet: the second set prune builds takes the first one's
+// memory, and starts empty.
+func TestReuseBlobSet(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		n1, n2    int
+		budget    int64
+		sameBits  bool
+		wantExact bool
+	}{
+		{"exact", 1000, 800, 1 << 20, false, true},
+		{"bloom", 100000, 80000, 1 << 16, true, false},
+		{"bloom grows", 1000, 100000, 1 << 16, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newBlobSet(tc.n1, tc.budget)
+			for i := range tc.n1 {
+				a.add(testID(i))
+			}
+			b := reuseBlobSet(a, tc.n2, tc.budget)
+			if b.exact() != tc.wantExact {
+				t.Fatalf("exact = %v", b.exact())
+			}
+			if ab, ok := a.(*bloom); ok && tc.sameBits {
+				if &ab.bits[0] != &b.(*bloom).bits[0] {
+					t.Fatal("a new filter was allocated")
+				}
+			}
+			hits := 0
+			for i := range tc.n1 {
+				if b.has(testID(i)) {
+					hits++
+				}
+			}
+			if hits != 0 {
+				t.Fatalf("the reused set still holds %d ids", hits)
+			}
+			b.add(testID(1))
+			if !b.has(testID(1)) {
+				t.Fatal("false negative")
+			}
+		})
+	}
+}

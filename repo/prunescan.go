@@ -230,7 +230,6 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 		r.log.Info("prune: the index is larger than the memory limit allows to hold exactly; a few unused blobs may stay until a prune with a higher limit",
 			"blobs", st.blobs, "limit", opts.MemoryLimit, "candidates_capped", st.candsFull)
 	}
-	seen = nil
 
 	// Packs after index files, so that every pack indexed is listed.
 	if err := r.target.List(ctx, dataPrefix, func(oi targets.ObjectInfo) error {
@@ -276,7 +275,8 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 	res.PacksAfter, res.BytesAfter = res.PacksBefore, res.BytesBefore
 	res.IndexFilesAfter = res.IndexFilesBefore
 
-	st.used = newBlobSet(st.blobs, opts.MemoryLimit)
+	st.used = reuseBlobSet(seen, st.blobs, opts.MemoryLimit)
+	seen = nil
 	for _, ref := range refs {
 		st.known[ref.Key] = true
 	}
@@ -542,7 +542,7 @@ func (st *pruneState) needs(pack chunk.ID, i int, b chunk.PackedBlob) bool {
 		return false
 	}
 	c := st.cands[b.ID]
-	if c == nil {
+	if c == nil || c.keeper < 0 {
 		return true
 	}
 	k := c.locs[c.keeper]
