@@ -32,6 +32,52 @@ func (r *Repository) listIndexFiles(ctx context.Context) ([]string, map[string]i
 	return keys, sizes, nil
 }
 
+// indexCache keeps decoded index files between prune's passes, up to a
+// budget, so that an index that fits is read from the target once rather
+// than in every pass. Index files never change, so a copy stays right.
+type indexCache struct {
+	mu     sync.Mutex // the stream's reader gets while its consumer puts
+	budget int64
+	used   int64
+	files  map[string]*chunk.IndexFile
+}
+
+// decodedEntryBytes is what an index entry takes decoded.
+const decodedEntryBytes = 64
+
+func newIndexCache(budget int64) *indexCache {
+	return &indexCache{budget: budget, files: map[string]*chunk.IndexFile{}}
+}
+
+func (c *indexCache) get(key string) *chunk.IndexFile {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.files[key]
+}
+
+func (c *indexCache) put(key string, f *chunk.IndexFile) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.files[key] != nil {
+		return
+	}
+	cost := int64(64)
+	for _, p := range f.Packs {
+		cost += 64 + int64(len(p.Blobs))*decodedEntryBytes
+	}
+	if c.used+cost > c.budget {
+		return
+	}
+	c.used += cost
+	c.files[key] = f
+}
+
 // streamWindow bounds the bytes of the index files read ahead of the one
 // being processed (one file is always allowed, whatever its size).
 const streamWindow = 32 << 20
@@ -40,14 +86,16 @@ const streamWindow = 32 << 20
 // for each in the order of keys, so that the work done does not depend on
 // the order downloads finish in, and at most streamWindow bytes of files
 // (by size, an estimate of the bytes of a file) are read ahead, whatever
-// the size of the index. fn gets errIndexGone for a file that vanished
-// and the decoding error for one that cannot be read; an error fn
-// returns stops the stream.
-func (r *Repository) streamIndex(ctx context.Context, keys []string, size func(key string) int64, fn func(key string, f *chunk.IndexFile, err error) error) error {
+// the size of the index. Files in cache are not read again; files read
+// go into it while it has room. fn gets errIndexGone for a file that
+// vanished and the decoding error for one that cannot be read; an error
+// fn returns stops the stream.
+func (r *Repository) streamIndex(ctx context.Context, keys []string, size func(key string) int64, cache *indexCache, fn func(key string, f *chunk.IndexFile, err error) error) error {
 	type fetched struct {
-		f   *chunk.IndexFile
-		err error // decoding or errIndexGone
-		io  error // reading: stops the stream
+		f      *chunk.IndexFile
+		err    error // decoding or errIndexGone
+		io     error // reading: stops the stream
+		cached bool
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	slots := make(chan struct{}, max(r.opts.Downloads, 1))
@@ -63,6 +111,10 @@ func (r *Repository) streamIndex(ctx context.Context, keys []string, size func(k
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		for i, k := range keys {
+			if f := cache.get(k); f != nil {
+				results[i] <- fetched{f: f, cached: true}
+				continue
+			}
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
@@ -102,10 +154,15 @@ func (r *Repository) streamIndex(ctx context.Context, keys []string, size func(k
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		<-slots
-		window.Release(weight(k))
+		if !got.cached {
+			<-slots
+			window.Release(weight(k))
+		}
 		if got.io != nil {
 			return got.io
+		}
+		if got.f != nil && !got.cached {
+			cache.put(k, got.f)
 		}
 		if err := fn(k, got.f, got.err); err != nil {
 			return err

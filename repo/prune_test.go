@@ -421,3 +421,56 @@ func TestPruneBoundedMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneReadsIndexOnce: an index that fits the cache is read from the
+// target once per prune, not once per pass; one that does not is read in
+// every pass, and the result is the same.
+func TestPruneReadsIndexOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		limit    int64
+		maxReads func(files int) int
+	}{
+		{"fits", 0, func(files int) int { return files }},
+		{"does not fit", 64, func(files int) int { return 4 * files }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mt := memtarget.New()
+			spy := &spyTarget{Target: mt}
+			f := newFixtureOn(t, mt, spy)
+			history(t, f)
+			if _, err := f.r.Forget(f.ctx, "vm1", repo.KeepPolicy{Last: 1}, false); err != nil {
+				t.Fatal(err)
+			}
+			files := len(f.keys("index/"))
+			spy.mu.Lock()
+			spy.gets = nil
+			spy.mu.Unlock()
+			res, err := f.r.Prune(f.ctx, repo.PruneOptions{Grace: -1, MemoryLimit: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reads := map[string]int{}
+			spy.mu.Lock()
+			for _, k := range spy.gets {
+				if strings.HasPrefix(k, "index/") {
+					reads[k]++
+				}
+			}
+			spy.mu.Unlock()
+			total := 0
+			for _, n := range reads {
+				total += n
+			}
+			// The prune's own mark files are read too, to be merged.
+			t.Logf("%d index files, %d reads", files, total)
+			if res.PacksDeleted == 0 || total > tc.maxReads(files)+res.PacksWritten || total < files {
+				t.Fatalf("%d reads of %d index files; result %+v", total, files, res)
+			}
+			if rep, err := f.verify(repo.VerifyOptions{ReadData: true}); err != nil {
+				t.Fatalf("%v\n%s", err, rep.Summary())
+			}
+			f.restoreAll()
+		})
+	}
+}

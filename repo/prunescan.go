@@ -80,6 +80,7 @@ type pruneState struct {
 	now  time.Time
 
 	files     []string       // index files read in step 1, in name order
+	cache     *indexCache    // of those, the ones the passes after the first need not read
 	fileBlobs map[string]int // blob entries each lists (and each mark file)
 	packs     map[chunk.ID]*packInfo
 	blobs     int // blob entries in the index files read
@@ -120,6 +121,7 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 		cands:     map[chunk.ID]*candidate{},
 		pages:     map[chunk.ID]struct{}{},
 		known:     map[string]bool{},
+		cache:     newIndexCache(opts.MemoryLimit / 4),
 	}
 	names, err := r.listCondemned(ctx)
 	if err != nil {
@@ -173,7 +175,7 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 	// A file in memory: its bytes, the plaintext, and the decoded entries
 	// (56 bytes each, against at least 36 stored).
 	cost := func(k string) int64 { return sizes[k] * 3 }
-	err = r.streamIndex(ctx, keys, cost, func(key string, f *chunk.IndexFile, ferr error) error {
+	err = r.streamIndex(ctx, keys, cost, st.cache, func(key string, f *chunk.IndexFile, ferr error) error {
 		switch {
 		case errors.Is(ferr, errIndexGone):
 			return nil
@@ -414,7 +416,7 @@ func (r *Repository) readMetaCopy(ctx context.Context, id chunk.ID, locs []metaL
 // one copy of each duplicate is chosen and each pack gets its fate.
 func (r *Repository) prunePlan(ctx context.Context, st *pruneState, res *PruneResult) error {
 	unusedCands := 0
-	err := r.streamIndex(ctx, st.files, st.fileCost, func(key string, f *chunk.IndexFile, ferr error) error {
+	err := r.streamIndex(ctx, st.files, st.fileCost, st.cache, func(key string, f *chunk.IndexFile, ferr error) error {
 		if ferr != nil {
 			return fmt.Errorf("prune: index file %s changed during prune: %w", key, ferr)
 		}
