@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -12,30 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drctl/drctl/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -99,10 +80,10 @@ func TestAgentDaemon(t *testing.T) {
 		}
 	}
 	writeCfg("*/2 * * * * *", "")
-	start := func() (*exec.Cmd, *syncBuffer) {
+	start := func() (*exec.Cmd, *syncbuf.Buffer) {
 		cmd := exec.Command(drctlBin, "agent", "--config", cfgFile, "--log-level", "debug")
 		cmd.Env, cmd.Dir = e.vars, e.dir
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{Max: 64 << 20} // the whole run: the test searches its log
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package qmp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,35 +11,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drctl/drctl/internal/syncbuf"
 )
-
-// syncBuffer collects QEMU's output from its stdout and stderr at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // qemuVM is a QEMU process started for one test.
 type qemuVM struct {
 	cmd     *exec.Cmd
 	qmpPath string
-	out     *syncBuffer
+	out     *syncbuf.Buffer
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error
 }
@@ -78,7 +60,7 @@ func run(t *testing.T, name string, args ...string) []byte {
 func startQEMU(t *testing.T, dir string, extra ...string) *qemuVM {
 	t.Helper()
 	bin := requireTool(t, "qemu-system-x86_64")
-	vm := &qemuVM{qmpPath: filepath.Join(dir, "qmp.sock"), out: &syncBuffer{}, exited: make(chan struct{})}
+	vm := &qemuVM{qmpPath: filepath.Join(dir, "qmp.sock"), out: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	args := append([]string{
 		"-accel", "tcg", "-M", "pc", "-nodefaults", "-display", "none", "-m", "64", "-S",
 		"-qmp", "unix:" + optPath(vm.qmpPath) + ",server=on,wait=off",

@@ -26,7 +26,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -43,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drctl/drctl/internal/syncbuf"
 )
 
 // Timeouts of the server's life cycle.
@@ -65,7 +66,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
-	output  *syncBuffer
+	output  *syncbuf.Buffer
 	buckets atomic.Int64
 	stop    sync.Once
 }
@@ -138,7 +139,7 @@ func start(bin string, o Options) (*Server, error) {
 		Root:      filepath.Join(base, "root"),
 		base:      base,
 		exited:    make(chan struct{}),
-		output:    &syncBuffer{},
+		output:    &syncbuf.Buffer{},
 	}
 	versions := filepath.Join(base, "versions")
 	for _, d := range []string{s.Root, versions} {
@@ -333,25 +334,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// syncBuffer collects the server's output from two pipes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 1<<20 {
-		return len(p), nil // enough to diagnose; do not grow without end
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

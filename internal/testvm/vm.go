@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/drctl/drctl/internal/syncbuf"
 )
 
 // Mode is the guest's workload (drtest.mode on the kernel command line).
@@ -92,7 +94,7 @@ type VM struct {
 	disks       []string
 	formats     []string
 	started     time.Time
-	stderr      *syncBuffer
+	stderr      *syncbuf.Buffer
 	exited      chan struct{}
 	waitErr     error // valid once exited is closed
 	qmpMu       sync.Mutex
@@ -142,7 +144,7 @@ func Launch(ctx context.Context, opts Options) (*VM, error) {
 		accel:      accel,
 		dir:        opts.Dir,
 		serialPath: filepath.Join(opts.Dir, "serial.log"),
-		stderr:     &syncBuffer{},
+		stderr:     &syncbuf.Buffer{},
 		exited:     make(chan struct{}),
 	}
 	if err := vm.prepareDisks(ctx, opts.Disks); err != nil {
