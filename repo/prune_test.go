@@ -164,6 +164,35 @@ func TestPruneRefusesDamage(t *testing.T) {
 	}
 }
 
+// TestPruneRefusesDamagedMapPage: a snapshot whose map page cannot be
+// read makes prune stop before it changes anything (it cannot know what
+// that snapshot uses), with an error that names the page.
+func TestPruneRefusesDamagedMapPage(t *testing.T) {
+	f := newFixture(t)
+	vm1, _ := history(t, f)
+	if _, err := f.r.Forget(f.ctx, "vm1", repo.KeepPolicy{Last: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	ix, err := openRepo(t, f.mt).Index(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := vm1[3].Disks[0].Pages[0].Map
+	loc, ok := ix.Lookup(page)
+	if !ok {
+		t.Fatal("map page not indexed")
+	}
+	f.mt.Corrupt(repo.PackKey(loc.Pack), int(loc.Offset)+int(loc.Length)/2)
+	keys := f.mt.Keys()
+	_, err = f.r.Prune(f.ctx, repo.PruneOptions{Grace: -1, MemoryLimit: 1})
+	if !errors.Is(err, repo.ErrDamaged) || !strings.Contains(err.Error(), page.Short()) {
+		t.Fatalf("prune with a damaged map page: %v", err)
+	}
+	if !slices.Equal(keys, f.mt.Keys()) {
+		t.Fatal("prune changed a damaged repository")
+	}
+}
+
 // TestPruneCrashDeletingOldIndex breaks the target so that prune cannot
 // delete the old index files (as if it crashed there): the repository
 // must stay complete, and the next prune must finish the job.

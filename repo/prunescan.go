@@ -283,6 +283,9 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 		st.known[ref.Key] = true
 	}
 	n, err := r.pruneUse(ctx, st, refs, func(id chunk.ID) []metaLoc { return st.meta[id] })
+	if errors.Is(err, ErrDamaged) {
+		return nil, fmt.Errorf("prune: %w; prune changes nothing while a snapshot cannot be read: run drctl verify to see which, then forget it or repair the repository", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
