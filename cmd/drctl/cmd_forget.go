@@ -106,7 +106,7 @@ filter, which may keep a few unused blobs for a later prune with more memory.`,
 	f.DurationVar(&grace, "grace", repo.DefaultPruneGrace, "leave unreferenced packs younger than this (0: none)")
 	f.Float64Var(&opts.MaxUnusedFraction, "max-unused", repo.DefaultMaxUnusedFraction, "repack a pack when more than this fraction of it is unused")
 	f.BoolVarP(&opts.DryRun, "dry-run", "n", false, "show what would be done")
-	f.StringVar(&memory, "max-memory", "128MiB", "bound each of prune's blob sets to this size (e.g. 512MiB); past it prune keeps a few unused blobs")
+	f.StringVar(&memory, "max-memory", fmt.Sprintf("%dMiB", repo.DefaultPruneMemory>>20), "bound each of prune's blob sets to this size (e.g. 512MiB); past it prune keeps a few unused blobs")
 	return cmd
 }
 
