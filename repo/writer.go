@@ -374,6 +374,16 @@ func (w *Writer) writeIndex(ctx context.Context, packs []chunk.IndexPack) error 
 	// Blobs stored again because a record condemns their old copy now
 	// have one that stays.
 	w.cv.revive(packs)
+	// The index answers for these blobs now: seen keeps only the blobs in
+	// flight, not every blob of a run (a full replication of a 2 TiB disk
+	// would otherwise hold 4 million ids twice).
+	w.mu.Lock()
+	for _, p := range packs {
+		for _, b := range p.Blobs {
+			delete(w.seen, b.ID)
+		}
+	}
+	w.mu.Unlock()
 	w.r.noteIndexFile(key, w.ix)
 	atomic.AddInt64(&w.stats.IndexFiles, 1)
 	atomic.AddInt64(&w.stats.BytesStored, int64(len(data)))
