@@ -123,17 +123,10 @@ type condemnedView struct {
 // never sweeps a record it cannot read either.
 func (r *Repository) loadCondemnedView(ctx context.Context, names []string) (*condemnedView, error) {
 	v := &condemnedView{listed: names, packs: map[chunk.ID]bool{}, hidden: map[chunk.ID]struct{}{}}
-	for _, name := range names {
-		rec, _, err := r.readCondemned(ctx, name)
-		switch {
-		case errors.Is(err, targets.ErrNotFound):
-			continue
-		case errors.Is(err, errRecordDamaged):
-			r.log.Warn("ignoring a damaged condemned record (prune removes it)", "record", name, "err", err)
-			continue
-		case err != nil:
-			return nil, err
-		}
+	err := r.eachRecord(ctx, names, func(name string, err error) error {
+		r.log.Warn("ignoring a damaged condemned record (prune removes it)", "record", name, "err", err)
+		return nil
+	}, func(name string, rec *condemnedRecord) {
 		v.records = append(v.records, name)
 		for i := range rec.Packs {
 			p := &rec.Packs[i]
@@ -142,8 +135,34 @@ func (r *Repository) loadCondemnedView(ctx context.Context, names []string) (*co
 				v.hidden[id] = struct{}{}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// eachRecord reads the named records one at a time and passes each to fn.
+// A record gone meanwhile was swept: its packs are out of the index files
+// already. One that cannot be decoded goes to damaged, whose error stops
+// the reading.
+func (r *Repository) eachRecord(ctx context.Context, names []string, damaged func(name string, err error) error, fn func(name string, rec *condemnedRecord)) error {
+	for _, name := range names {
+		rec, _, err := r.readCondemned(ctx, name)
+		switch {
+		case errors.Is(err, targets.ErrNotFound):
+			continue
+		case errors.Is(err, errRecordDamaged):
+			if err := damaged(name, err); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		fn(name, rec)
+	}
+	return nil
 }
 
 // sameRecords reports whether names is the listing the view was built

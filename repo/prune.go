@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -480,7 +481,7 @@ func (r *Repository) pruneDryRun(ctx context.Context, st *pruneState, opts Prune
 	records := st.records
 	if res.PacksCondemned > 0 {
 		rec := &condemnedRecord{}
-		for _, id := range st.sortedPacks() {
+		for _, id := range sortedIDs(st.packs) {
 			p := st.packs[id]
 			switch {
 			case !p.listed || !p.indexed || p.condemned:
@@ -755,13 +756,9 @@ func (r *Repository) pruneSweep(ctx context.Context, st *pruneState, own *heldLe
 	return nil
 }
 
-func sortedIDs(set map[chunk.ID]bool) []chunk.ID {
-	ids := make([]chunk.ID, 0, len(set))
-	for id := range set {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
-	return ids
+// sortedIDs returns the keys of m in order.
+func sortedIDs[V any](m map[chunk.ID]V) []chunk.ID {
+	return slices.SortedFunc(maps.Keys(m), func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
 }
 
 // pruneRecheck looks at what changed since step 1, after the lease check.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -127,29 +126,26 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	for _, name := range names {
-		rec, _, err := r.readCondemned(ctx, name)
-		switch {
-		case errors.Is(err, targets.ErrNotFound):
-			continue
-		case errors.Is(err, errRecordDamaged):
-			// Dropping a mark is always safe: its packs stay until a later
-			// prune condemns them again.
-			r.log.Warn("prune: dropping a damaged condemned record", "record", name, "err", err)
-			if !opts.DryRun {
-				if err := r.target.Delete(ctx, condemnedPrefix+name); err != nil {
-					return nil, fmt.Errorf("prune: remove damaged record %s: %w", name, err)
-				}
-			}
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("prune: %w", err)
+	err = r.eachRecord(ctx, names, func(name string, err error) error {
+		// Dropping a mark is always safe: its packs stay until a later
+		// prune condemns them again.
+		r.log.Warn("prune: dropping a damaged condemned record", "record", name, "err", err)
+		if opts.DryRun {
+			return nil
 		}
+		if err := r.target.Delete(ctx, condemnedPrefix+name); err != nil {
+			return fmt.Errorf("remove damaged record %s: %w", name, err)
+		}
+		return nil
+	}, func(name string, rec *condemnedRecord) {
 		// The sweep reads the blob lists again, one record at a time.
 		for i := range rec.Packs {
 			rec.Packs[i].Blobs = nil
 		}
 		st.records = append(st.records, &condemnation{name: name, rec: rec})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
 	}
 
 	// Snapshots before index files: a manifest is committed only once its
@@ -254,7 +250,7 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 	}); err != nil {
 		return nil, fmt.Errorf("prune: list packs: %w", err)
 	}
-	for _, id := range st.sortedPacks() {
+	for _, id := range sortedIDs(st.packs) {
 		info := st.packs[id]
 		if !info.indexed {
 			continue
@@ -298,16 +294,6 @@ func (r *Repository) pruneScan(ctx context.Context, res *PruneResult, opts Prune
 // from the blobs it lists.
 func (st *pruneState) fileCost(key string) int64 {
 	return int64(st.fileBlobs[key]) * 3 * 45
-}
-
-// sortedPacks returns the ids of the packs prune knows, in order.
-func (st *pruneState) sortedPacks() []chunk.ID {
-	ids := make([]chunk.ID, 0, len(st.packs))
-	for id := range st.packs {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
-	return ids
 }
 
 // use adds a blob to the used set. Called with st.mu held.
@@ -501,7 +487,7 @@ func (r *Repository) prunePlan(ctx context.Context, st *pruneState, res *PruneRe
 		p.neededN++
 	}
 
-	for _, id := range st.sortedPacks() {
+	for _, id := range sortedIDs(st.packs) {
 		p := st.packs[id]
 		switch {
 		case !p.listed || p.condemned:

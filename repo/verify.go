@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,55 +106,32 @@ type badIndexFile struct {
 }
 
 // loadFullIndex reads the index files (all of them, or those keep accepts)
-// concurrently and merges them in name order, so the result does not depend
-// on download order. Files that cannot be decoded come back in bad; a file
-// that vanished between list and read (a concurrent prune replaced it) is
+// and merges them in name order, so the result does not depend on download
+// order. Files that cannot be decoded come back in bad; a file that
+// vanished between list and read (a concurrent prune replaced it) is
 // skipped.
 func (r *Repository) loadFullIndex(ctx context.Context, keep func(key string) bool) (*fullIndex, []badIndexFile, error) {
-	var keys []string
-	if err := r.target.List(ctx, indexPrefix, func(oi targets.ObjectInfo) error {
-		if keep == nil || keep(oi.Key) {
-			keys = append(keys, oi.Key)
-		}
-		return nil
-	}); err != nil {
-		return nil, nil, fmt.Errorf("list index files: %w", err)
-	}
-	sort.Strings(keys)
-	files := make([]*chunk.IndexFile, len(keys))
-	errs := make([]error, len(keys))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.opts.Downloads)
-	for i, k := range keys {
-		g.Go(func() error {
-			data, _, err := r.target.Get(gctx, k)
-			if errors.Is(err, targets.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read index %s: %w", k, err)
-			}
-			f, err := chunk.DecodeIndexFile(r.codec, data)
-			if err != nil {
-				errs[i] = err
-				return nil
-			}
-			files[i] = &f
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	keys, sizes, err := r.listIndexFiles(ctx)
+	if err != nil {
 		return nil, nil, err
+	}
+	if keep != nil {
+		keys = slices.DeleteFunc(keys, func(k string) bool { return !keep(k) })
 	}
 	fi := newFullIndex()
 	var bad []badIndexFile
-	for i, k := range keys {
+	err = r.streamIndex(ctx, keys, func(k string) int64 { return sizes[k] }, nil, func(k string, f *chunk.IndexFile, err error) error {
 		switch {
-		case errs[i] != nil:
-			bad = append(bad, badIndexFile{key: k, err: errs[i]})
-		case files[i] != nil:
-			fi.add(k, *files[i])
+		case errors.Is(err, errIndexGone):
+		case err != nil:
+			bad = append(bad, badIndexFile{key: k, err: err})
+		default:
+			fi.add(k, *f)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return fi, bad, nil
 }
