@@ -172,24 +172,35 @@ func (l *heldLease) renew(ctx context.Context) error {
 	if err := l.check(); err != nil {
 		return err
 	}
+	etag, sent, err := l.put(ctx, l.data, "renew")
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.etag, l.lastOK = etag, sent
+	l.mu.Unlock()
+	return nil
+}
+
+// put writes data over the lease if it is still the one last written,
+// and returns the new tag and when the write was sent. A lease removed or
+// replaced meanwhile is lost for good. Called with putMu held.
+func (l *heldLease) put(ctx context.Context, data []byte, verb string) (string, time.Time, error) {
 	l.mu.Lock()
 	etag := l.etag
 	l.mu.Unlock()
 	sent := time.Now()
-	oi, err := l.r.target.PutIfMatch(ctx, l.key, l.data, etag)
+	oi, err := l.r.target.PutIfMatch(ctx, l.key, data, etag)
 	switch {
 	case errors.Is(err, targets.ErrNotFound), errors.Is(err, targets.ErrPrecondition):
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.lost = fmt.Errorf("lease %s was removed or replaced: %w", l.id, ErrLeaseLost)
-		return l.lost
+		return "", sent, l.lost
 	case err != nil:
-		return fmt.Errorf("renew lease %s: %w", l.id, err)
+		return "", sent, fmt.Errorf("%s lease %s: %w", verb, l.id, err)
 	}
-	l.mu.Lock()
-	l.etag, l.lastOK = oi.ETag, sent
-	l.mu.Unlock()
-	return nil
+	return oi.ETag, sent, nil
 }
 
 // setUnindexed records in the lease the packs uploaded but not indexed
@@ -206,22 +217,12 @@ func (l *heldLease) setUnindexed(ctx context.Context, packs []string) error {
 	if err != nil {
 		return fmt.Errorf("encode lease: %w", err)
 	}
-	l.mu.Lock()
-	etag := l.etag
-	l.mu.Unlock()
-	sent := time.Now()
-	oi, err := l.r.target.PutIfMatch(ctx, l.key, data, etag)
-	switch {
-	case errors.Is(err, targets.ErrNotFound), errors.Is(err, targets.ErrPrecondition):
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lost = fmt.Errorf("lease %s was removed or replaced: %w", l.id, ErrLeaseLost)
-		return l.lost
-	case err != nil:
-		return fmt.Errorf("update lease %s: %w", l.id, err)
+	etag, sent, err := l.put(ctx, data, "update")
+	if err != nil {
+		return err
 	}
 	l.mu.Lock()
-	l.lf, l.data, l.etag, l.lastOK = lf, data, oi.ETag, sent
+	l.lf, l.data, l.etag, l.lastOK = lf, data, etag, sent
 	l.mu.Unlock()
 	return nil
 }
