@@ -463,3 +463,69 @@ func (c *countingPuts) PutIfAbsent(ctx context.Context, key string, data []byte)
 	}
 	return c.Target.PutIfAbsent(ctx, key, data)
 }
+
+// TestAgentRepoStatsBetweenScans checks the repository gauges move with
+// each commit and each retention between the periodic scans (here never
+// repeated), and agree with a fresh scan of the same repository.
+func TestAgentRepoStatsBetweenScans(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "a.img")
+	testimg.Write(t, img, 4<<20, 1)
+	dir, open := testRepo(t, nil)
+	cfg := loadConfig(t, fmt.Sprintf(`
+repository: %s
+agent: {prune: "off"}
+vms:
+  a:
+    disks: [{path: %s}]
+    schedule: "@hourly"
+    keep: {last: 2}
+`, dir, img))
+	ag, err := New(Options{Config: cfg, Site: "primary", Host: "hv1", Open: open,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), StatsEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := ag.scanRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ag.Handler())
+	defer srv.Close()
+	gauges := func() (size, logical float64) {
+		m := scrape(t, srv.URL)
+		return metric(t, m, `drctl_repository_size_bytes{repository="`+dir+`"}`),
+			metric(t, m, `drctl_repository_logical_bytes{repository="`+dir+`"}`)
+	}
+	if size, logical := gauges(); size != 0 || logical != 0 {
+		t.Fatalf("empty repository: size %v logical %v", size, logical)
+	}
+	for i := range 4 {
+		testimg.Scatter(t, img, 20, uint64(10+i))
+		if err := ag.RunOnce(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		size, logical := gauges()
+		// A fresh agent scans the repository from nothing: the live
+		// figures must agree with it (size up to pack headers and index).
+		fresh, err := New(Options{Config: cfg, Site: "primary", Host: "hv1", Open: open,
+			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fresh.scanRepo(ctx, dir); err != nil {
+			t.Fatal(err)
+		}
+		fsrv := httptest.NewServer(fresh.Handler())
+		fm := scrape(t, fsrv.URL)
+		fsrv.Close()
+		wantSize := metric(t, fm, `drctl_repository_size_bytes{repository="`+dir+`"}`)
+		wantLogical := metric(t, fm, `drctl_repository_logical_bytes{repository="`+dir+`"}`)
+		t.Logf("run %d: size %v (scan %v), logical %v (scan %v)", i, size, wantSize, logical, wantLogical)
+		if logical != wantLogical {
+			t.Fatalf("run %d: logical bytes %v, a scan says %v", i, logical, wantLogical)
+		}
+		if size <= 0 || size > wantSize || size < wantSize*0.9 {
+			t.Fatalf("run %d: size %v, a scan says %v", i, size, wantSize)
+		}
+	}
+}

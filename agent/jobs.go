@@ -163,7 +163,8 @@ func (j *job) replicateVM(ctx context.Context) error {
 		return a.failed(name, start, err)
 	}
 	a.succeeded(name, snap, start)
-	return a.retain(ctx, r, j.cfg.VMs[name])
+	a.statsCommitted(j.repository, snap)
+	return a.retain(ctx, r, j.repository, j.cfg.VMs[name])
 }
 
 func (j *job) replicateGroup(ctx context.Context) error {
@@ -186,6 +187,7 @@ func (j *job) replicateGroup(ctx context.Context) error {
 	for _, s := range snaps {
 		done[s.VM] = true
 		a.succeeded(s.VM, s, start)
+		a.statsCommitted(j.repository, s)
 	}
 	var errs []error
 	for _, name := range j.vms {
@@ -194,7 +196,7 @@ func (j *job) replicateGroup(ctx context.Context) error {
 			errs = append(errs, a.failed(name, start, err))
 			continue
 		}
-		if rerr := a.retain(ctx, r, j.cfg.VMs[name]); rerr != nil {
+		if rerr := a.retain(ctx, r, j.repository, j.cfg.VMs[name]); rerr != nil {
 			errs = append(errs, rerr)
 		}
 	}
@@ -202,7 +204,7 @@ func (j *job) replicateGroup(ctx context.Context) error {
 }
 
 // retain applies the VM's keep rules after a successful snapshot.
-func (a *Agent) retain(ctx context.Context, r *repo.Repository, vm config.VM) error {
+func (a *Agent) retain(ctx context.Context, r *repo.Repository, repository string, vm config.VM) error {
 	if vm.Keep == nil {
 		return nil
 	}
@@ -216,6 +218,7 @@ func (a *Agent) retain(ctx context.Context, r *repo.Repository, vm config.VM) er
 		a.log.Error("retention failed", "vm", vm.Name, "err", err)
 		return fmt.Errorf("retention of %s: %w", vm.Name, err)
 	}
+	a.statsForgot(repository, res.Remove)
 	if len(res.Remove) > 0 {
 		a.log.Info("retention", "vm", vm.Name, "forgot", len(res.Remove), "kept", len(res.Keep))
 	}

@@ -57,7 +57,7 @@ func newMetrics() *metrics {
 		prunes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_repository_prunes_total",
 			Help: "Prune runs by result."}, []string{"repository", "result"}),
 		repoSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_size_bytes",
-			Help: "Bytes stored in the repository's packs, as of the last prune or scan."}, []string{"repository"}),
+			Help: "Bytes of the repository's packs and index files: the last scan (at start, after each prune and every 10 minutes) plus what this agent has written since."}, []string{"repository"}),
 		repoLogical: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_logical_bytes",
 			Help: "Allocated bytes of every snapshot's disks: what the snapshots would take stored one by one."}, []string{"repository"}),
 		repoDedup: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_dedup_ratio",

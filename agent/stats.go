@@ -13,11 +13,75 @@ import (
 
 // repoStats measures each repository's size and dedup ratio on a period:
 // the sum of the allocated bytes of every snapshot's disks (what the
-// snapshots would take stored one by one) over the bytes of all packs.
-// Manifests never change, so each is read once per agent.
+// snapshots would take stored one by one) over the bytes of all packs and
+// index files.
+// Manifests never change, so each is read once per agent. Between scans,
+// which list every pack, commits and retention move the figures by what
+// they know (the packs a run wrote, the snapshots kept or forgotten), so
+// the gauges are live without a LIST per snapshot; the next scan corrects
+// what they cannot see (pack headers, other writers, prune).
 type repoStats struct {
 	mu        sync.Mutex
-	allocated map[string]map[string]int64 // repository -> snapshot key -> allocated bytes
+	allocated map[string]map[string]int64 // repository -> snapshot id -> allocated bytes
+	stored    map[string]int64            // repository -> bytes of packs
+	scanned   map[string]bool             // repository -> stored was measured once
+}
+
+func (s *repoStats) snapshotsOf(repository string) map[string]int64 {
+	if s.allocated == nil {
+		s.allocated = map[string]map[string]int64{}
+		s.stored = map[string]int64{}
+		s.scanned = map[string]bool{}
+	}
+	known := s.allocated[repository]
+	if known == nil {
+		known = map[string]int64{}
+		s.allocated[repository] = known
+	}
+	return known
+}
+
+// publishLocked sets a repository's gauges from what stats holds; it does
+// nothing before the first scan, so a gauge never shows a partial sum.
+func (a *Agent) publishLocked(repository string) {
+	s := &a.stats
+	if !s.scanned[repository] {
+		return
+	}
+	var logical int64
+	for _, n := range s.allocated[repository] {
+		logical += n
+	}
+	stored := s.stored[repository]
+	label := repoLabel(repository)
+	a.metrics.repoSize.WithLabelValues(label).Set(float64(stored))
+	a.metrics.repoLogical.WithLabelValues(label).Set(float64(logical))
+	if stored > 0 {
+		a.metrics.repoDedup.WithLabelValues(label).Set(float64(logical) / float64(stored))
+	}
+}
+
+// statsCommitted counts a snapshot just committed by this agent.
+func (a *Agent) statsCommitted(repository string, snap *repo.Snapshot) {
+	a.stats.mu.Lock()
+	defer a.stats.mu.Unlock()
+	known := a.stats.snapshotsOf(repository)
+	if _, ok := known[snap.ID]; !ok {
+		known[snap.ID] = allocated(snap)
+		a.stats.stored[repository] += snap.Stats.BytesStored
+	}
+	a.publishLocked(repository)
+}
+
+// statsForgot drops forgotten snapshots; their packs stay until prune.
+func (a *Agent) statsForgot(repository string, refs []repo.SnapshotRef) {
+	a.stats.mu.Lock()
+	defer a.stats.mu.Unlock()
+	known := a.stats.snapshotsOf(repository)
+	for _, ref := range refs {
+		delete(known, ref.ID)
+	}
+	a.publishLocked(repository)
 }
 
 func (a *Agent) watchRepoStats(ctx context.Context) {
@@ -57,62 +121,65 @@ func (a *Agent) scanRepo(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// Packs and index files: what a run's BytesStored counts, and nearly
+	// all of what the bucket bills (manifests and leases are small).
 	var stored int64
-	if err := r.Target().List(ctx, "data/", func(o targets.ObjectInfo) error {
-		stored += o.Size
-		return nil
-	}); err != nil {
-		return err
+	for _, prefix := range []string{"data/", "index/"} {
+		if err := r.Target().List(ctx, prefix, func(o targets.ObjectInfo) error {
+			stored += o.Size
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
 	refs, err := r.ListSnapshots(ctx, "")
 	if err != nil {
 		return err
 	}
 	a.stats.mu.Lock()
-	if a.stats.allocated == nil {
-		a.stats.allocated = map[string]map[string]int64{}
+	known := a.stats.snapshotsOf(name)
+	// Ids known before the listing; one committed while the scan runs is
+	// not in refs but must not be dropped as forgotten.
+	before := make(map[string]bool, len(known))
+	for id := range known {
+		before[id] = true
 	}
-	known := a.stats.allocated[name]
-	if known == nil {
-		known = map[string]int64{}
-		a.stats.allocated[name] = known
+	var missing []repo.SnapshotRef
+	for _, ref := range refs {
+		if _, ok := known[ref.ID]; !ok {
+			missing = append(missing, ref)
+		}
 	}
 	a.stats.mu.Unlock()
-	var logical int64
-	live := map[string]bool{}
-	for _, ref := range refs {
-		live[ref.Key] = true
-		a.stats.mu.Lock()
-		n, ok := known[ref.Key]
-		a.stats.mu.Unlock()
-		if !ok {
-			s, err := r.LoadSnapshot(ctx, ref)
-			if err != nil {
-				if errors.Is(err, targets.ErrNotFound) {
-					continue // forgotten meanwhile
-				}
-				return err
+	found := make(map[string]int64, len(missing))
+	for _, ref := range missing {
+		s, err := r.LoadSnapshot(ctx, ref)
+		if err != nil {
+			if errors.Is(err, targets.ErrNotFound) {
+				continue // forgotten meanwhile
 			}
-			n = allocated(s)
-			a.stats.mu.Lock()
-			known[ref.Key] = n
-			a.stats.mu.Unlock()
+			return err
 		}
-		logical += n
+		found[ref.ID] = allocated(s)
+	}
+	live := make(map[string]bool, len(refs))
+	for _, ref := range refs {
+		live[ref.ID] = true
 	}
 	a.stats.mu.Lock()
-	for k := range known {
-		if !live[k] {
-			delete(known, k)
+	defer a.stats.mu.Unlock()
+	known = a.stats.snapshotsOf(name)
+	for id, n := range found {
+		known[id] = n
+	}
+	for id := range known {
+		if before[id] && !live[id] {
+			delete(known, id)
 		}
 	}
-	a.stats.mu.Unlock()
-	label := repoLabel(name)
-	a.metrics.repoSize.WithLabelValues(label).Set(float64(stored))
-	a.metrics.repoLogical.WithLabelValues(label).Set(float64(logical))
-	if stored > 0 {
-		a.metrics.repoDedup.WithLabelValues(label).Set(float64(logical) / float64(stored))
-	}
+	a.stats.stored[name] = stored
+	a.stats.scanned[name] = true
+	a.publishLocked(name)
 	return nil
 }
 
