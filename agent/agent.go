@@ -30,9 +30,8 @@ import (
 	"github.com/drctl/drctl/repo"
 )
 
-// Opener opens a repository named as in the config (a name from
-// repositories:, a URL or a path; "" = the default repository).
-type Opener func(ctx context.Context, repository string) (*repo.Repository, error)
+// Opener opens a repository with the settings the config resolves it to.
+type Opener func(ctx context.Context, rc config.Repository) (*repo.Repository, error)
 
 // Options configure an Agent.
 type Options struct {
@@ -63,11 +62,15 @@ type Agent struct {
 	slots   *slots
 	stats   repoStats
 
-	mu   sync.Mutex
-	cfg  *config.Config
-	cron *cron.Cron
-	vms  map[string]*vmState // by VM name, kept across reloads
-	jobs map[string]*job     // by job name (VM or group), rebuilt on reload
+	mu  sync.Mutex
+	cfg *config.Config
+	// resolved holds the settings of each repository the config uses, by
+	// the name jobs and metrics know it by; resolved once per (re)load, so
+	// a password file that cannot be read refuses the config.
+	resolved map[string]config.Repository
+	cron     *cron.Cron
+	vms      map[string]*vmState // by VM name, kept across reloads
+	jobs     map[string]*job     // by job name (VM or group), rebuilt on reload
 	// active holds the jobs running or waiting for a slot, by name: kept
 	// across reloads, so a reload never starts a second run of a VM.
 	active  map[string]bool
@@ -101,7 +104,27 @@ func New(opts Options) (*Agent, error) {
 	host, perRepo := opts.Config.Agent.Jobs()
 	a.slots = newSlots(host, perRepo)
 	a.cfg = opts.Config
+	// Checked here too, so that a config whose jobs cannot be built (a bad
+	// schedule, a password file that cannot be read) stops the agent
+	// before it starts rather than at its first run.
+	_, resolved, err := a.buildJobs(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	a.resolved = resolved
 	return a, nil
+}
+
+// repository opens a repository of the current config by the name jobs
+// and metrics know it by.
+func (a *Agent) repository(ctx context.Context, name string) (*repo.Repository, error) {
+	a.mu.Lock()
+	rc, ok := a.resolved[name]
+	a.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("open repository %s: no longer in the config", repoLabel(name))
+	}
+	return a.repos.get(ctx, rc)
 }
 
 // Handler serves /metrics (Prometheus) and /healthz.
@@ -164,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // that are running finish under the config they started with, and the
 // state of VMs that stay (last success, RPO alerts) carries over.
 func (a *Agent) Reload(cfg *config.Config) error {
-	jobs, err := a.buildJobs(cfg)
+	jobs, resolved, err := a.buildJobs(cfg)
 	if err != nil {
 		return err
 	}
@@ -178,7 +201,9 @@ func (a *Agent) Reload(cfg *config.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cron
-	a.cfg, a.jobs, a.cron = cfg, jobs, c
+	a.cfg, a.jobs, a.cron, a.resolved = cfg, jobs, c, resolved
+	a.repos.keep(resolved)
+	a.slots.resize(cfg.Agent.Jobs())
 	for name := range a.vms {
 		if _, ok := cfg.VMs[name]; !ok {
 			delete(a.vms, name)
@@ -247,12 +272,12 @@ func (a *Agent) RunOnce(ctx context.Context, prune bool) error {
 	a.mu.Lock()
 	a.ctx = ctx
 	a.mu.Unlock()
-	jobs, err := a.buildJobs(a.opts.Config)
+	jobs, resolved, err := a.buildJobs(a.opts.Config)
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
-	a.jobs = jobs
+	a.jobs, a.resolved = jobs, resolved
 	for name, vm := range a.opts.Config.VMs {
 		a.vms[name] = &vmState{name: name, rpo: vm.RPOTarget(), repository: repoOf(a.opts.Config, vm)}
 	}

@@ -42,7 +42,7 @@ func testRepo(t *testing.T, wrap func(targets.Target) targets.Target) (string, O
 	if _, err := repo.Init(t.Context(), lt, "pw", repo.Options{KDF: repo.FastKDF}); err != nil {
 		t.Fatal(err)
 	}
-	return dir, func(ctx context.Context, _ string) (*repo.Repository, error) {
+	return dir, func(ctx context.Context, _ config.Repository) (*repo.Repository, error) {
 		var tg targets.Target = lt
 		if wrap != nil {
 			tg = wrap(lt)
@@ -219,7 +219,7 @@ vms:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop within 30 s")
 	}
-	r, err := open(t.Context(), "")
+	r, err := open(t.Context(), config.Repository{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestAgentScheduledDrill(t *testing.T) {
 	dir, open := testRepo(t, nil)
 	img := filepath.Join(t.TempDir(), "db.img")
 	testimg.Write(t, img, 1<<20, 3)
-	r, err := open(t.Context(), "")
+	r, err := open(t.Context(), config.Repository{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,5 +527,90 @@ vms:
 		if size <= 0 || size > wantSize || size < wantSize*0.9 {
 			t.Fatalf("run %d: size %v, a scan says %v", i, size, wantSize)
 		}
+	}
+}
+
+// TestAgentReloadRepositories checks a reload that moves a VM to a new
+// repository opens it (a repository is opened by its settings, not its
+// name), and that a reload naming a password file that cannot be read is
+// refused before anything changes.
+func TestAgentReloadRepositories(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "a.img")
+	testimg.Write(t, img, 4<<20, 1)
+	dirs := [2]string{}
+	for i := range dirs {
+		dirs[i], _ = testRepo(t, nil)
+	}
+	open := func(ctx context.Context, rc config.Repository) (*repo.Repository, error) {
+		lt, err := local.New(rc.URL)
+		if err != nil {
+			return nil, err
+		}
+		return repo.Open(ctx, lt, "pw", repo.Options{})
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFor := func(url, pw string) *config.Config {
+		return loadConfig(t, fmt.Sprintf(`
+repositories:
+  offsite: {url: %s, password_file: %s}
+agent: {prune: "off"}
+vms:
+  a:
+    repository: offsite
+    disks: [{path: %s}]
+    schedule: "* * * * * *"
+`, url, pw, img))
+	}
+	count := func(dir string) int {
+		lt, err := local.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := repo.Open(t.Context(), lt, "pw", repo.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, err := r.ListSnapshots(t.Context(), "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(refs)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	ag, err := New(Options{Config: cfgFor(dirs[0], pwFile), Site: "primary", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	waitFor("a snapshot in the first repository", func() bool { return count(dirs[0]) > 0 })
+
+	if err := ag.Reload(cfgFor(dirs[1], pwFile)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a snapshot in the repository the reload moved the VM to", func() bool { return count(dirs[1]) > 0 })
+
+	err = ag.Reload(cfgFor(dirs[0], filepath.Join(t.TempDir(), "missing")))
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("reload with an unreadable password file: %v, want a refusal naming the file", err)
+	}
+	n := count(dirs[1])
+	waitFor("a snapshot under the config kept after the refusal", func() bool { return count(dirs[1]) > n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,8 +34,9 @@ type job struct {
 	name       string
 	kind       jobKind
 	schedule   cron.Schedule
-	repository string
-	vms        []string // VM names (one for jobVM)
+	repository string            // as the config names it: metrics label, slot key
+	rc         config.Repository // its settings when the job was built
+	vms        []string          // VM names (one for jobVM)
 	drill      config.Drill
 	cfg        *config.Config
 }
@@ -55,30 +56,46 @@ type vmState struct {
 
 // buildJobs makes the jobs of a config: one per VM with a schedule, one
 // per consistency group, one prune job per repository in use.
-func (a *Agent) buildJobs(cfg *config.Config) (map[string]*job, error) {
+func (a *Agent) buildJobs(cfg *config.Config) (map[string]*job, map[string]config.Repository, error) {
 	jobs := map[string]*job{}
 	repos := map[string]bool{}
+	resolved := map[string]config.Repository{}
+	resolve := func(name, what string) (config.Repository, error) {
+		if rc, ok := resolved[name]; ok {
+			return rc, nil
+		}
+		rc, err := cfg.ResolveRepository(name)
+		if err != nil {
+			return rc, fmt.Errorf("%s: repository %s: %w", what, repoLabel(name), err)
+		}
+		resolved[name] = rc
+		return rc, nil
+	}
 	names := cfg.VMNames()
 	for _, name := range names {
 		vm := cfg.VMs[name]
 		vm.Repository = repoOf(cfg, vm)
 		repos[vm.Repository] = true
+		rc, err := resolve(vm.Repository, "vm "+name)
+		if err != nil {
+			return nil, nil, err
+		}
 		var sched cron.Schedule
 		if vm.Schedule != "" {
 			s, err := config.ParseSchedule(vm.Schedule)
 			if err != nil {
-				return nil, fmt.Errorf("vm %s: schedule: %w", name, err)
+				return nil, nil, fmt.Errorf("vm %s: schedule: %w", name, err)
 			}
 			sched = s
 		}
 		if vm.Group != "" {
 			g := jobs["group:"+vm.Group]
 			if g == nil {
-				g = &job{a: a, name: "group:" + vm.Group, kind: jobGroup, repository: vm.Repository, cfg: cfg}
+				g = &job{a: a, name: "group:" + vm.Group, kind: jobGroup, repository: vm.Repository, rc: rc, cfg: cfg}
 				jobs[g.name] = g
 			}
 			if vm.Repository != g.repository {
-				return nil, fmt.Errorf("group %s: its VMs use different repositories (%q, %q): a group is committed to one repository", vm.Group, g.repository, vm.Repository)
+				return nil, nil, fmt.Errorf("group %s: its VMs use different repositories (%q, %q): a group is committed to one repository", vm.Group, g.repository, vm.Repository)
 			}
 			g.vms = append(g.vms, name)
 			if g.schedule == nil {
@@ -86,27 +103,32 @@ func (a *Agent) buildJobs(cfg *config.Config) (map[string]*job, error) {
 			}
 			continue
 		}
-		jobs[name] = &job{a: a, name: name, kind: jobVM, schedule: sched, repository: vm.Repository, vms: []string{name}, cfg: cfg}
+		jobs[name] = &job{a: a, name: name, kind: jobVM, schedule: sched, repository: vm.Repository, rc: rc, vms: []string{name}, cfg: cfg}
 	}
 	for _, d := range cfg.Drills {
 		sched, err := config.ParseSchedule(d.Schedule)
 		if err != nil {
-			return nil, fmt.Errorf("drill of %s: schedule: %w", d.Plan, err)
+			return nil, nil, fmt.Errorf("drill of %s: schedule: %w", d.Plan, err)
 		}
 		name := "drill:" + d.Plan
-		jobs[name] = &job{a: a, name: name, kind: jobDrill, schedule: sched, repository: repoOf(cfg, config.VM{Repository: d.Repository}), drill: d, cfg: cfg}
+		r := repoOf(cfg, config.VM{Repository: d.Repository})
+		rc, err := resolve(r, "drill of "+d.Plan)
+		if err != nil {
+			return nil, nil, err
+		}
+		jobs[name] = &job{a: a, name: name, kind: jobDrill, schedule: sched, repository: r, rc: rc, drill: d, cfg: cfg}
 	}
 	if s := cfg.Agent.PruneSchedule(); s != "" {
 		sched, err := config.ParseSchedule(s)
 		if err != nil {
-			return nil, fmt.Errorf("agent: prune schedule: %w", err)
+			return nil, nil, fmt.Errorf("agent: prune schedule: %w", err)
 		}
 		for r := range repos {
 			name := "prune:" + r
-			jobs[name] = &job{a: a, name: name, kind: jobPrune, schedule: sched, repository: r, cfg: cfg}
+			jobs[name] = &job{a: a, name: name, kind: jobPrune, schedule: sched, repository: r, rc: resolved[r], cfg: cfg}
 		}
 	}
-	return jobs, nil
+	return jobs, resolved, nil
 }
 
 // run runs the job once, in a concurrency slot.
@@ -151,7 +173,7 @@ func (j *job) replicateVM(ctx context.Context) error {
 	a := j.a
 	name := j.vms[0]
 	start := a.opts.now()
-	r, err := a.repos.get(ctx, j.repository)
+	r, err := a.repos.get(ctx, j.rc)
 	if err != nil {
 		return a.failed(name, start, err)
 	}
@@ -170,7 +192,7 @@ func (j *job) replicateVM(ctx context.Context) error {
 func (j *job) replicateGroup(ctx context.Context) error {
 	a := j.a
 	start := a.opts.now()
-	r, err := a.repos.get(ctx, j.repository)
+	r, err := a.repos.get(ctx, j.rc)
 	if err != nil {
 		for _, name := range j.vms {
 			_ = a.failed(name, start, err)
@@ -228,7 +250,7 @@ func (a *Agent) retain(ctx context.Context, r *repo.Repository, repository strin
 
 func (j *job) prune(ctx context.Context) error {
 	a := j.a
-	r, err := a.repos.get(ctx, j.repository)
+	r, err := a.repos.get(ctx, j.rc)
 	if err != nil {
 		a.log.Error("prune: cannot open the repository", "repository", repoLabel(j.repository), "err", err)
 		return err
@@ -278,7 +300,7 @@ func (j *job) runDrill(ctx context.Context) error {
 	if dir == "" {
 		dir = a.opts.StateDir
 	}
-	r, err := a.repos.get(ctx, j.repository)
+	r, err := a.repos.get(ctx, j.rc)
 	if err != nil {
 		a.metrics.drills.WithLabelValues(p.Name, "error").Inc()
 		a.log.Error("drill: cannot open the repository", "plan", p.Name, "err", err)
@@ -389,7 +411,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 		names := cfg.VMNames()
 		sort.Strings(names)
 		for _, name := range names {
-			r, err := a.repos.get(ctx, repoOf(cfg, cfg.VMs[name]))
+			r, err := a.repository(ctx, repoOf(cfg, cfg.VMs[name]))
 			if err != nil {
 				continue
 			}

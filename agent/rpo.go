@@ -100,7 +100,7 @@ func (a *Agent) lookupLatest(ctx context.Context, st *vmState) {
 	if known {
 		return
 	}
-	r, err := a.repos.get(ctx, st.repository)
+	r, err := a.repository(ctx, st.repository)
 	if err != nil {
 		return
 	}

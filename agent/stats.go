@@ -117,7 +117,7 @@ func (a *Agent) watchRepoStats(ctx context.Context) {
 
 // scanRepo updates the size and dedup ratio of one repository.
 func (a *Agent) scanRepo(ctx context.Context, name string) error {
-	r, err := a.repos.get(ctx, name)
+	r, err := a.repository(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -149,8 +149,8 @@ func TestAgentDaemon(t *testing.T) {
 		t.Fatalf("the rerun stored %d bytes: nothing of the killed upload was reused\nleases after the kill:\n%s\n%s", newest.Stats.BytesNew, leaseDump, log)
 	}
 
-	metrics := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
+	metricsAt := func(a string) string {
+		resp, err := http.Get("http://" + a + "/metrics")
 		if err != nil {
 			return ""
 		}
@@ -158,6 +158,7 @@ func TestAgentDaemon(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
+	metrics := func() string { return metricsAt(addr) }
 	waitUntil(t, "the metrics endpoint", 10*time.Second, func() bool { return strings.Contains(metrics(), "drctl_vm_replications_total") })
 
 	// A bad config is refused; the agent goes on with the old one.
@@ -181,6 +182,33 @@ func TestAgentDaemon(t *testing.T) {
 		return strings.Contains(metrics(), `drctl_agent_config_reloads_total{result="ok"} 1`) &&
 			strings.Contains(metrics(), `drctl_vm_rpo_target_seconds{vm="big"} 3600`)
 	})
+
+	// A reload that adds a repository and a VM on it, moves the metrics
+	// to another address and lifts the upload cap: all of it applies.
+	repo2 := filepath.Join(e.dir, "repo2")
+	e.ok("init", "-r", repo2)
+	small := filepath.Join(e.dir, "small.img")
+	makeImage(t, small, 4<<20, 6)
+	addr2 := freePort(t)
+	cfg := fmt.Sprintf("repository: %s\nrepositories:\n  second: {url: %s}\nsite: primary\nagent:\n  metrics: %s\n  prune: \"off\"\n"+
+		"vms:\n  big:\n    disks: [{path: %s}]\n    schedule: \"0 0 1 1 *\"\n  small:\n    repository: second\n    disks: [{path: %s}]\n    schedule: \"*/2 * * * * *\"\n",
+		repo, repo2, addr2, img, small)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "a snapshot of the VM added by the reload, seen at the new metrics address", 30*time.Second, func() bool {
+		return strings.Contains(metricsAt(addr2), `drctl_vm_replications_total{result="ok",vm="small"}`)
+	})
+	if m := metricsAt(addr2); !strings.Contains(m, `drctl_agent_config_reloads_total{result="ok"} 2`) {
+		t.Fatalf("second reload not counted:\n%s", m)
+	}
+	if m := metricsAt(addr); m != "" {
+		t.Fatal("the old metrics address still answers after the reload moved it")
+	}
+	if n := len(snapRows(t, e, repo2)); n < 1 {
+		t.Fatalf("%d snapshots in the repository added by the reload", n)
+	}
 
 	// SIGTERM: a clean stop.
 	agent.Process.Signal(syscall.SIGTERM)

@@ -42,8 +42,11 @@ type app struct {
 	memProfile   string
 	stopProfile  func()
 
-	cfg     *config.Config
-	log     *slog.Logger
+	cfg *config.Config
+	log *slog.Logger
+	// level is the logger's level: the agent raises its default, and a
+	// config reload changes it.
+	level   slog.LevelVar
 	counter *targets.Counting // requests of the open target, for --verbose
 }
 
@@ -95,7 +98,7 @@ schedules as an agent.`,
 	f.BoolVar(&a.jsonOut, "json", false, "print results and errors as JSON")
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "print more, including the requests made to the target")
 	f.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
-	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config, else warn)")
+	f.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn, error (default from config, else warn; info for the agent daemon)")
 	f.StringVar(&a.siteFlag, "site", "", "name of this site in fence records and heartbeats (env DRCTL_SITE, config site:; default the host name)")
 	f.IntVar(&a.retries, "retries", 0, "attempts per target request before giving up (default 10, over up to 5 minutes)")
 	f.StringVar(&a.cpuProfile, "cpu-profile", "", "write a CPU profile to this file (for performance reports)")
@@ -141,18 +144,12 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return err
 	}
 	a.cfg = cfg
-	level := slog.LevelWarn
-	if cfg.LogLevel != "" {
-		level = cfg.Level()
+	level, err := a.logLevelFor(cfg, slog.LevelWarn)
+	if err != nil {
+		return err
 	}
-	if a.logLevel != "" {
-		if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
-			return usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)}
-		}
-	} else if a.verbose && level > slog.LevelInfo {
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
+	a.level.Set(level)
+	opts := &slog.HandlerOptions{Level: &a.level}
 	if a.jsonOut {
 		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
 	} else {
@@ -162,6 +159,23 @@ func (a *app) setup(cmd *cobra.Command) error {
 		a.log.Warn(w)
 	}
 	return nil
+}
+
+// logLevelFor is the log level the flags, then the config, ask for; def
+// when neither does.
+func (a *app) logLevelFor(cfg *config.Config, def slog.Level) (slog.Level, error) {
+	level := def
+	if cfg.LogLevel != "" {
+		level = cfg.Level()
+	}
+	if a.logLevel != "" {
+		if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+			return level, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)}
+		}
+	} else if a.verbose && level > slog.LevelInfo {
+		level = slog.LevelInfo
+	}
+	return level, nil
 }
 
 // repository resolves which repository to use and its password.
