@@ -7,14 +7,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/drctl/drctl/internal/s3test"
 	"github.com/drctl/drctl/internal/syncbuf"
 )
 
@@ -226,4 +230,98 @@ func TestAgentDaemon(t *testing.T) {
 	out := filepath.Join(e.dir, "restored")
 	e.ok("restore", "-r", repo, "--vm", "big", "--target", out)
 	sameFile(t, img, filepath.Join(out, "big.img"))
+}
+
+// TestAgentTargetDown: the S3 server of the repository crashes while the
+// agent replicates every second and comes back 20 s later on the same
+// address and data. The agent retries, the RPO alert reaches the webhook,
+// a snapshot commits after the server returns, the alert clears, and the
+// repository verifies.
+func TestAgentTargetDown(t *testing.T) {
+	e := newEnv(t)
+	srv := s3test.Start(t)
+	e.set("AWS_ACCESS_KEY_ID=" + srv.AccessKey)
+	e.set("AWS_SECRET_ACCESS_KEY=" + srv.SecretKey)
+	repo := "s3:" + srv.Endpoint + "/" + srv.NewBucket(t) + "/repo"
+	e.ok("init", "-r", repo)
+	img := filepath.Join(e.dir, "db.img")
+	makeImage(t, img, 8<<20, 7)
+
+	type alert struct {
+		VM    string `json:"vm"`
+		State string `json:"state"`
+	}
+	var mu sync.Mutex
+	var alerts []alert
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		mu.Lock()
+		alerts = append(alerts, a)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	states := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var s []string
+		for _, a := range alerts {
+			s = append(s, a.VM+":"+a.State)
+		}
+		return s
+	}
+	cfgFile := filepath.Join(e.dir, "drctl.yaml")
+	cfg := fmt.Sprintf("repository: %s\nsite: primary\nagent:\n  webhook: %s\n  prune: \"off\"\nvms:\n  db:\n    disks: [{path: %s}]\n    schedule: \"* * * * * *\"\n    rpo: 5s\n",
+		repo, hook.URL, img)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(drctlBin, "agent", "--config", cfgFile)
+	cmd.Env, cmd.Dir = e.vars, e.dir
+	log := &syncbuf.Buffer{Max: 16 << 20}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	committed := func() int { return strings.Count(log.String(), "snapshot committed") }
+	waitUntil(t, "a first snapshot", 30*time.Second, func() bool { return committed() > 0 })
+
+	srv.Down()
+	down := time.Now()
+	time.Sleep(time.Second) // a run that began just before the crash may still commit
+	before := committed()
+	waitUntil(t, "the RPO alert while the target is down", 30*time.Second, func() bool {
+		return slices.Contains(states(), "db:violated")
+	})
+	time.Sleep(20*time.Second - time.Since(down))
+	if n := committed(); n != before {
+		t.Fatalf("%d snapshots committed while the S3 server was down\n%s", n-before, log)
+	}
+	if !strings.Contains(log.String(), "retrying") {
+		t.Fatalf("no retries logged while the target was down\n%s", log)
+	}
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	waitUntil(t, "a snapshot after the target returned", 2*time.Minute, func() bool { return committed() > before })
+	t.Logf("down for %v; a snapshot committed %v after the server returned; %d failed runs logged",
+		up.Sub(down).Round(time.Second), time.Since(up).Round(100*time.Millisecond), strings.Count(log.String(), "replication failed"))
+	waitUntil(t, "the RPO alert to clear", 30*time.Second, func() bool {
+		return slices.Contains(states(), "db:recovered")
+	})
+	if s := states(); len(s) != 2 || s[0] != "db:violated" || s[1] != "db:recovered" {
+		t.Fatalf("alerts %v, want violated then recovered", s)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent after SIGTERM: %v\n%s", err, log)
+	}
+	e.ok("verify", "-r", repo, "--read-data")
+	out := filepath.Join(e.dir, "restored")
+	e.ok("restore", "-r", repo, "--vm", "db", "--target", out)
+	sameFile(t, img, filepath.Join(out, "db.img"))
 }

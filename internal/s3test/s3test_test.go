@@ -123,3 +123,31 @@ func TestFlakyProxy(t *testing.T) {
 		t.Errorf("requests %d, faulted %d, pending %d", p.Requests(), p.Faulted(), p.Pending())
 	}
 }
+
+// TestDownUp checks a server taken down answers nothing, and comes back on
+// the same address with its objects.
+func TestDownUp(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	c := srv.Client()
+	ctx := t.Context()
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Body: strings.NewReader("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Down()
+	if resp, err := http.Get(srv.Endpoint + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatal("the server answers while down")
+	}
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	if b, _ := io.ReadAll(out.Body); string(b) != "kept" {
+		t.Fatalf("object after Up: %q", b)
+	}
+}

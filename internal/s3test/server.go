@@ -62,7 +62,8 @@ type Server struct {
 	// Root is the directory holding the buckets.
 	Root string
 
-	base    string // temporary directory of this server
+	base    string   // temporary directory of this server
+	args    []string // the command line, for Up
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
@@ -138,7 +139,6 @@ func start(bin string, o Options) (*Server, error) {
 		Region:    "us-east-1",
 		Root:      filepath.Join(base, "root"),
 		base:      base,
-		exited:    make(chan struct{}),
 		output:    &syncbuf.Buffer{},
 	}
 	versions := filepath.Join(base, "versions")
@@ -162,24 +162,57 @@ func start(bin string, o Options) (*Server, error) {
 	if !o.NoVersioning {
 		args = append(args, "--versioning-dir", versions)
 	}
-	s.cmd = exec.Command(bin, append(args, s.Root)...)
-	s.cmd.Stdout = s.output
-	s.cmd.Stderr = s.output
-	s.cmd.Env = cleanEnv()
-	setDeathSignal(s.cmd)
-	if err := s.cmd.Start(); err != nil {
+	s.args = append([]string{bin}, append(args, s.Root)...)
+	if err := s.launch(); err != nil {
 		os.RemoveAll(base)
-		return nil, fmt.Errorf("start S3 server %s: %w", bin, err)
+		return nil, err
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
 	if err := s.waitReady(); err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+// launch starts the server process with s.args.
+func (s *Server) launch() error {
+	s.exited = make(chan struct{})
+	cmd := exec.Command(s.args[0], s.args[1:]...)
+	cmd.Stdout = s.output
+	cmd.Stderr = s.output
+	cmd.Env = cleanEnv()
+	setDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start S3 server %s: %w", s.args[0], err)
+	}
+	s.cmd = cmd
+	exited := s.exited
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	return nil
+}
+
+// Down kills the server as a crash or a power cut would, keeping its
+// data: clients get "connection refused" until Up.
+func (s *Server) Down() {
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Up starts a server that Down stopped, on the same address and data.
+func (s *Server) Up() error {
+	var err error
+	for range 50 { // the port may linger a moment after the kill
+		if err = s.launch(); err == nil {
+			if err = s.waitReady(); err == nil {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("restart S3 server: %w", err)
 }
 
 // waitReady polls until the server answers HTTP (an anonymous GET / gets
