@@ -216,9 +216,11 @@ func (a *Agent) Reload(cfg *config.Config) error {
 			st = &vmState{name: name}
 			a.vms[name] = st
 		}
+		st.mu.Lock() // the RPO watcher reads them
 		st.rpo = vm.RPOTarget()
 		st.repository = repoOf(cfg, vm)
-		a.metrics.rpoTarget.WithLabelValues(name).Set(st.rpo.Seconds())
+		st.mu.Unlock()
+		a.metrics.rpoTarget.WithLabelValues(name).Set(vm.RPOTarget().Seconds())
 	}
 	if old != nil {
 		old.Stop()

@@ -470,6 +470,8 @@ func (c *countingPuts) PutIfAbsent(ctx context.Context, key string, data []byte)
 func TestAgentRepoStatsBetweenScans(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "a.img")
 	testimg.Write(t, img, 4<<20, 1)
+	imgB := filepath.Join(t.TempDir(), "b.img")
+	testimg.Write(t, imgB, 1<<20, 2)
 	dir, open := testRepo(t, nil)
 	cfg := loadConfig(t, fmt.Sprintf(`
 repository: %s
@@ -479,7 +481,10 @@ vms:
     disks: [{path: %s}]
     schedule: "@hourly"
     keep: {last: 2}
-`, dir, img))
+  b:
+    disks: [{path: %s}]
+    schedule: "@hourly"
+`, dir, img, imgB))
 	ag, err := New(Options{Config: cfg, Site: "primary", Host: "hv1", Open: open,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)), StatsEvery: time.Hour})
 	if err != nil {
@@ -526,6 +531,10 @@ vms:
 		}
 		if size <= 0 || size > wantSize || size < wantSize*0.9 {
 			t.Fatalf("run %d: size %v, a scan says %v", i, size, wantSize)
+		}
+		m := scrape(t, srv.URL)
+		if a, b := metric(t, m, `drctl_vm_snapshots{vm="a"}`), metric(t, m, `drctl_vm_snapshots{vm="b"}`); a != float64(min(i+1, 2)) || b != float64(i+1) {
+			t.Fatalf("run %d: snapshots a=%v (keep last 2) b=%v (no keep rules)", i, a, b)
 		}
 	}
 }

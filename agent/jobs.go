@@ -244,7 +244,6 @@ func (a *Agent) retain(ctx context.Context, r *repo.Repository, repository strin
 	if len(res.Remove) > 0 {
 		a.log.Info("retention", "vm", vm.Name, "forgot", len(res.Remove), "kept", len(res.Keep))
 	}
-	a.metrics.snapshots.WithLabelValues(vm.Name).Set(float64(len(res.Keep)))
 	return nil
 }
 

@@ -53,7 +53,7 @@ func newMetrics() *metrics {
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_vm_replications_total",
 			Help: "Replication runs by result: ok, error, skipped (previous run still going), cancelled."}, []string{"vm", "result"}),
 		snapshots: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_vm_snapshots",
-			Help: "Snapshots of the VM kept after retention."}, vm),
+			Help: "Snapshots of the VM in its repository, after retention."}, vm),
 		prunes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drctl_repository_prunes_total",
 			Help: "Prune runs by result."}, []string{"repository", "result"}),
 		repoSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "drctl_repository_size_bytes",

@@ -95,12 +95,12 @@ func (a *Agent) checkRPO(ctx context.Context, started time.Time) {
 // so an agent restart does not forget how old the VM's data is.
 func (a *Agent) lookupLatest(ctx context.Context, st *vmState) {
 	st.mu.Lock()
-	known := st.known
+	known, repository := st.known, st.repository
 	st.mu.Unlock()
 	if known {
 		return
 	}
-	r, err := a.repository(ctx, st.repository)
+	r, err := a.repository(ctx, repository)
 	if err != nil {
 		return
 	}

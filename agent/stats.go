@@ -14,74 +14,105 @@ import (
 // repoStats measures each repository's size and dedup ratio on a period:
 // the sum of the allocated bytes of every snapshot's disks (what the
 // snapshots would take stored one by one) over the bytes of all packs and
-// index files.
+// index files. It also counts each VM's snapshots.
 // Manifests never change, so each is read once per agent. Between scans,
 // which list every pack, commits and retention move the figures by what
 // they know (the packs a run wrote, the snapshots kept or forgotten), so
 // the gauges are live without a LIST per snapshot; the next scan corrects
 // what they cannot see (pack headers, other writers, prune).
 type repoStats struct {
-	mu        sync.Mutex
-	allocated map[string]map[string]int64 // repository -> snapshot id -> allocated bytes
-	stored    map[string]int64            // repository -> bytes of packs
-	scanned   map[string]bool             // repository -> stored was measured once
+	mu    sync.Mutex
+	repos map[string]*repoFigures
 }
 
-func (s *repoStats) snapshotsOf(repository string) map[string]int64 {
-	if s.allocated == nil {
-		s.allocated = map[string]map[string]int64{}
-		s.stored = map[string]int64{}
-		s.scanned = map[string]bool{}
+type repoFigures struct {
+	snaps   map[string]snapFigures // by snapshot id
+	stored  int64                  // bytes of packs and index files
+	scanned bool                   // stored was measured once
+	// forgotten holds ids retention removed, so that a scan that listed
+	// them a moment before does not count them again.
+	forgotten map[string]bool
+}
+
+type snapFigures struct {
+	vm        string
+	allocated int64
+}
+
+func (s *repoStats) of(repository string) *repoFigures {
+	if s.repos == nil {
+		s.repos = map[string]*repoFigures{}
 	}
-	known := s.allocated[repository]
-	if known == nil {
-		known = map[string]int64{}
-		s.allocated[repository] = known
+	f := s.repos[repository]
+	if f == nil {
+		f = &repoFigures{snaps: map[string]snapFigures{}, forgotten: map[string]bool{}}
+		s.repos[repository] = f
 	}
-	return known
+	return f
+}
+
+// vmsOn lists the VMs of the current config kept in a repository: the
+// ones whose snapshot counts this agent publishes.
+func (a *Agent) vmsOn(repository string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var vms []string
+	for name, vm := range a.cfg.VMs {
+		if repoOf(a.cfg, vm) == repository {
+			vms = append(vms, name)
+		}
+	}
+	return vms
 }
 
 // publishLocked sets a repository's gauges from what stats holds; it does
 // nothing before the first scan, so a gauge never shows a partial sum.
-func (a *Agent) publishLocked(repository string) {
-	s := &a.stats
-	if !s.scanned[repository] {
+func (a *Agent) publishLocked(repository string, vms []string) {
+	f := a.stats.of(repository)
+	if !f.scanned {
 		return
 	}
 	var logical int64
-	for _, n := range s.allocated[repository] {
-		logical += n
+	perVM := make(map[string]int, len(vms))
+	for _, sn := range f.snaps {
+		logical += sn.allocated
+		perVM[sn.vm]++
 	}
-	stored := s.stored[repository]
 	label := repoLabel(repository)
-	a.metrics.repoSize.WithLabelValues(label).Set(float64(stored))
+	a.metrics.repoSize.WithLabelValues(label).Set(float64(f.stored))
 	a.metrics.repoLogical.WithLabelValues(label).Set(float64(logical))
-	if stored > 0 {
-		a.metrics.repoDedup.WithLabelValues(label).Set(float64(logical) / float64(stored))
+	if f.stored > 0 {
+		a.metrics.repoDedup.WithLabelValues(label).Set(float64(logical) / float64(f.stored))
+	}
+	for _, vm := range vms {
+		a.metrics.snapshots.WithLabelValues(vm).Set(float64(perVM[vm]))
 	}
 }
 
 // statsCommitted counts a snapshot just committed by this agent.
 func (a *Agent) statsCommitted(repository string, snap *repo.Snapshot) {
+	vms := a.vmsOn(repository)
 	a.stats.mu.Lock()
 	defer a.stats.mu.Unlock()
-	known := a.stats.snapshotsOf(repository)
-	if _, ok := known[snap.ID]; !ok {
-		known[snap.ID] = allocated(snap)
-		a.stats.stored[repository] += snap.Stats.BytesStored
+	f := a.stats.of(repository)
+	if _, ok := f.snaps[snap.ID]; !ok {
+		f.snaps[snap.ID] = snapFigures{vm: snap.VM, allocated: allocated(snap)}
+		f.stored += snap.Stats.BytesStored
 	}
-	a.publishLocked(repository)
+	a.publishLocked(repository, vms)
 }
 
 // statsForgot drops forgotten snapshots; their packs stay until prune.
 func (a *Agent) statsForgot(repository string, refs []repo.SnapshotRef) {
+	vms := a.vmsOn(repository)
 	a.stats.mu.Lock()
 	defer a.stats.mu.Unlock()
-	known := a.stats.snapshotsOf(repository)
+	f := a.stats.of(repository)
 	for _, ref := range refs {
-		delete(known, ref.ID)
+		delete(f.snaps, ref.ID)
+		f.forgotten[ref.ID] = true
 	}
-	a.publishLocked(repository)
+	a.publishLocked(repository, vms)
 }
 
 func (a *Agent) watchRepoStats(ctx context.Context) {
@@ -115,7 +146,7 @@ func (a *Agent) watchRepoStats(ctx context.Context) {
 	}
 }
 
-// scanRepo updates the size and dedup ratio of one repository.
+// scanRepo measures one repository again from what it holds.
 func (a *Agent) scanRepo(ctx context.Context, name string) error {
 	r, err := a.repository(ctx, name)
 	if err != nil {
@@ -137,21 +168,21 @@ func (a *Agent) scanRepo(ctx context.Context, name string) error {
 		return err
 	}
 	a.stats.mu.Lock()
-	known := a.stats.snapshotsOf(name)
+	f := a.stats.of(name)
 	// Ids known before the listing; one committed while the scan runs is
 	// not in refs but must not be dropped as forgotten.
-	before := make(map[string]bool, len(known))
-	for id := range known {
+	before := make(map[string]bool, len(f.snaps))
+	for id := range f.snaps {
 		before[id] = true
 	}
 	var missing []repo.SnapshotRef
 	for _, ref := range refs {
-		if _, ok := known[ref.ID]; !ok {
+		if _, ok := f.snaps[ref.ID]; !ok && !f.forgotten[ref.ID] {
 			missing = append(missing, ref)
 		}
 	}
 	a.stats.mu.Unlock()
-	found := make(map[string]int64, len(missing))
+	found := make(map[string]snapFigures, len(missing))
 	for _, ref := range missing {
 		s, err := r.LoadSnapshot(ctx, ref)
 		if err != nil {
@@ -160,26 +191,34 @@ func (a *Agent) scanRepo(ctx context.Context, name string) error {
 			}
 			return err
 		}
-		found[ref.ID] = allocated(s)
+		found[ref.ID] = snapFigures{vm: s.VM, allocated: allocated(s)}
 	}
 	live := make(map[string]bool, len(refs))
 	for _, ref := range refs {
 		live[ref.ID] = true
 	}
+	vms := a.vmsOn(name)
 	a.stats.mu.Lock()
 	defer a.stats.mu.Unlock()
-	known = a.stats.snapshotsOf(name)
-	for id, n := range found {
-		known[id] = n
-	}
-	for id := range known {
-		if before[id] && !live[id] {
-			delete(known, id)
+	f = a.stats.of(name)
+	for id, sn := range found {
+		if !f.forgotten[id] {
+			f.snaps[id] = sn
 		}
 	}
-	a.stats.stored[name] = stored
-	a.stats.scanned[name] = true
-	a.publishLocked(name)
+	for id := range f.snaps {
+		if before[id] && !live[id] {
+			delete(f.snaps, id)
+		}
+	}
+	for id := range f.forgotten {
+		if !live[id] {
+			delete(f.forgotten, id) // gone from the listing: no scan sees it again
+		}
+	}
+	f.stored = stored
+	f.scanned = true
+	a.publishLocked(name, vms)
 	return nil
 }
 
