@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sync"
 )
@@ -18,28 +19,107 @@ type Location struct {
 	RawLength uint32
 }
 
+// indexEntry is one blob: 52 bytes, where a map entry of the same
+// content costs about 115 once the map's slack is counted.
 type indexEntry struct {
+	id        ID
 	pack      uint32 // position in Index.packs
-	typ       BlobType
 	offset    uint32
 	length    uint32
 	rawLength uint32
+	typ       BlobType
 }
+
+// entryPageBits sizes the pages of entries: 4096 entries (208 KiB) each,
+// so that growing never copies the entries already stored.
+const entryPageBits = 12
 
 // Index answers "do we have this blob, and where is it". Safe for
 // concurrent use. A blob stored in several packs (two writers raced, or an
 // interrupted run was repeated) keeps the first location seen; prune
 // removes the duplicates.
+//
+// Every open repository holds its whole index (writers deduplicate
+// against it), so its size per blob is what a repository costs in memory:
+// entries live in fixed pages and an open-addressing table of 32-bit slots
+// points at them, about 60 bytes a blob against 115 for a Go map.
 type Index struct {
 	mu        sync.RWMutex
 	packs     []IndexPack
 	packIndex map[ID]uint32
-	blobs     map[ID]indexEntry
+	pages     [][]indexEntry
+	n         int      // entries stored
+	slots     []uint32 // entry number + 1; 0 is empty; len is a power of 2
 }
 
 // NewIndex makes an empty index.
 func NewIndex() *Index {
-	return &Index{packIndex: map[ID]uint32{}, blobs: map[ID]indexEntry{}}
+	return &Index{packIndex: map[ID]uint32{}}
+}
+
+func (ix *Index) entry(i uint32) *indexEntry {
+	return &ix.pages[i>>entryPageBits][i&(1<<entryPageBits-1)]
+}
+
+// home is the first slot to probe for id. Blob ids are keyed hashes, so
+// any 8 bytes of them are uniform; the multiply keeps a table of any size
+// safe even if they were not.
+func (ix *Index) home(id ID) uint64 {
+	h := binary.LittleEndian.Uint64(id[:8]) * 0x9E3779B97F4A7C15
+	return h >> (64 - bits.TrailingZeros(uint(len(ix.slots))))
+}
+
+// find returns the entry of id, or nil.
+func (ix *Index) find(id ID) *indexEntry {
+	if len(ix.slots) == 0 {
+		return nil
+	}
+	mask := uint64(len(ix.slots) - 1)
+	for i := ix.home(id); ; i = (i + 1) & mask {
+		s := ix.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if e := ix.entry(s - 1); e.id == id {
+			return e
+		}
+	}
+}
+
+// insert stores e, which must not be present.
+func (ix *Index) insert(e indexEntry) {
+	// At most 3/4 full: misses (every new blob is one) then probe about
+	// 8 slots at worst and 2.5 on average.
+	if (ix.n+1)*4 > len(ix.slots)*3 {
+		ix.grow()
+	}
+	if ix.n == math.MaxUint32-1 {
+		panic("chunk: index full") // 4 billion blobs: 2 PiB of 512 KiB chunks
+	}
+	n := uint32(ix.n)
+	if int(n>>entryPageBits) == len(ix.pages) {
+		ix.pages = append(ix.pages, make([]indexEntry, 1<<entryPageBits))
+	}
+	*ix.entry(n) = e
+	ix.n++
+	ix.place(e.id, n+1)
+}
+
+func (ix *Index) place(id ID, slot uint32) {
+	mask := uint64(len(ix.slots) - 1)
+	i := ix.home(id)
+	for ix.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	ix.slots[i] = slot
+}
+
+func (ix *Index) grow() {
+	size := max(2*len(ix.slots), 1024)
+	ix.slots = make([]uint32, size)
+	for i := range uint32(ix.n) {
+		ix.place(ix.entry(i).id, i+1)
+	}
 }
 
 // AddPack records a pack and its blobs.
@@ -53,10 +133,10 @@ func (ix *Index) AddPack(p IndexPack) {
 	ix.packs = append(ix.packs, IndexPack{ID: p.ID, Size: p.Size, Blobs: nil})
 	ix.packIndex[p.ID] = n
 	for _, b := range p.Blobs {
-		if _, ok := ix.blobs[b.ID]; ok {
+		if ix.find(b.ID) != nil {
 			continue
 		}
-		ix.blobs[b.ID] = indexEntry{pack: n, typ: b.Type, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
+		ix.insert(indexEntry{id: b.ID, pack: n, typ: b.Type, offset: b.Offset, length: b.Length, rawLength: b.RawLength})
 	}
 }
 
@@ -64,8 +144,8 @@ func (ix *Index) AddPack(p IndexPack) {
 func (ix *Index) Lookup(id ID) (Location, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	e, ok := ix.blobs[id]
-	if !ok {
+	e := ix.find(id)
+	if e == nil {
 		return Location{}, false
 	}
 	return Location{Pack: ix.packs[e.pack].ID, Type: e.typ, Offset: e.offset, Length: e.length, RawLength: e.rawLength}, true
@@ -75,8 +155,7 @@ func (ix *Index) Lookup(id ID) (Location, bool) {
 func (ix *Index) Has(id ID) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	_, ok := ix.blobs[id]
-	return ok
+	return ix.find(id) != nil
 }
 
 // PackSize returns the recorded size of a pack.
@@ -94,7 +173,7 @@ func (ix *Index) PackSize(id ID) (uint32, bool) {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.blobs)
+	return ix.n
 }
 
 // Packs lists every pack with the blobs whose first location it is.
@@ -105,8 +184,9 @@ func (ix *Index) Packs() []IndexPack {
 	for i, p := range ix.packs {
 		out[i] = IndexPack{ID: p.ID, Size: p.Size}
 	}
-	for id, e := range ix.blobs {
-		out[e.pack].Blobs = append(out[e.pack].Blobs, PackedBlob{Type: e.typ, ID: id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
+	for i := range uint32(ix.n) {
+		e := ix.entry(i)
+		out[e.pack].Blobs = append(out[e.pack].Blobs, PackedBlob{Type: e.typ, ID: e.id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
 	}
 	for _, p := range out {
 		slices.SortFunc(p.Blobs, func(a, b PackedBlob) int { return cmp.Compare(a.Offset, b.Offset) })

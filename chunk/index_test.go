@@ -352,3 +352,52 @@ func TestDecodeIndexFileCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexManyBlobs fills the index past several pages and table growths,
+// with ids that share their first 8 bytes (the bytes the table hashes) as
+// well as random ones, and checks every blob is found where it was put.
+func TestIndexManyBlobs(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	ix := chunk.NewIndex()
+	var want []chunk.Location
+	var ids []chunk.ID
+	for p := range 300 {
+		pack := makeIndexPack(r, 64)
+		for i := range pack.Blobs {
+			if i%16 == 0 {
+				// Same first 8 bytes as the first blob of the first pack:
+				// these collide in the table and must be told apart.
+				binary.LittleEndian.PutUint64(pack.Blobs[i].ID[:8], 42)
+			}
+		}
+		ix.AddPack(pack)
+		for _, b := range pack.Blobs {
+			ids = append(ids, b.ID)
+			want = append(want, locationOf(pack, b))
+		}
+		if p == 150 {
+			// A pack repeating blobs already indexed: the first location stays.
+			dup := chunk.IndexPack{ID: randomID(r), Size: 1 << 20, Blobs: slices.Clone(pack.Blobs[:10])}
+			ix.AddPack(dup)
+		}
+	}
+	if ix.Len() != len(ids) {
+		t.Fatalf("Len() = %d, want %d", ix.Len(), len(ids))
+	}
+	for i, id := range ids {
+		got, ok := ix.Lookup(id)
+		if !ok || got != want[i] {
+			t.Fatalf("blob %d: Lookup = %+v, %v; want %+v", i, got, ok, want[i])
+		}
+	}
+	for range 1000 {
+		id := randomID(r)
+		if ix.Has(id) {
+			t.Fatalf("random id %v found", id.Short())
+		}
+		binary.LittleEndian.PutUint64(id[:8], 42)
+		if ix.Has(id) {
+			t.Fatalf("colliding id %v found", id.Short())
+		}
+	}
+}

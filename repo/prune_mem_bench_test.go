@@ -178,3 +178,46 @@ func heapPeak() func() int64 {
 		return peak.Load() - base
 	}
 }
+
+// BenchmarkOpenMemory measures what an open repository keeps on the heap
+// (the index that writers deduplicate against, the condemned view): what
+// the agent, which keeps repositories open, holds between runs. Sizes as
+// in BenchmarkPruneMemory.
+func BenchmarkOpenMemory(b *testing.B) {
+	sizes := []int{1_000_000}
+	if v, err := strconv.Atoi(os.Getenv("DRCTL_BENCH_PRUNE_BLOBS")); err == nil && v > 0 {
+		sizes = append(sizes, v)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("blobs=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			tg, err := local.New(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			buildManyBlobs(b, tg, n)
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				r, err := repo.Open(ctx, tg, "pw", repo.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := r.NewWriter(ctx, "bench") // loads the index
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-heap")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B-heap/blob")
+				if err := w.Close(ctx); err != nil {
+					b.Fatal(err)
+				}
+				runtime.KeepAlive(r)
+			}
+		})
+	}
+}
