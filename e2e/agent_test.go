@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,6 +50,23 @@ func snapRows(t *testing.T, e *env, repo string) []snapRow {
 		t.Fatalf("snapshots: %v\n%s", err, r)
 	}
 	return rows
+}
+
+// stopAgent signals a running agent and checks it exits 130 within 30 s.
+func stopAgent(t *testing.T, cmd *exec.Cmd, sig os.Signal, log fmt.Stringer) {
+	t.Helper()
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+			t.Fatalf("agent after %v: %v, want exit 130\n%s", sig, err, log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the agent did not stop on %v\n%s", sig, log)
+	}
 }
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -214,18 +232,8 @@ func TestAgentDaemon(t *testing.T) {
 		t.Fatalf("%d snapshots in the repository added by the reload", n)
 	}
 
-	// SIGTERM: a clean stop.
-	agent.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- agent.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("agent after SIGTERM: %v\n%s", err, log)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the agent did not stop on SIGTERM\n%s", log)
-	}
+	// SIGTERM: a stop at a safe point, exit 130 like any interrupted command.
+	stopAgent(t, agent, syscall.SIGTERM, log)
 	e.ok("verify", "-r", repo, "--read-data")
 	out := filepath.Join(e.dir, "restored")
 	e.ok("restore", "-r", repo, "--vm", "big", "--target", out)
@@ -316,10 +324,7 @@ func TestAgentTargetDown(t *testing.T) {
 	if s := states(); len(s) != 2 || s[0] != "db:violated" || s[1] != "db:recovered" {
 		t.Fatalf("alerts %v, want violated then recovered", s)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent after SIGTERM: %v\n%s", err, log)
-	}
+	stopAgent(t, cmd, os.Interrupt, log) // Ctrl-C
 	e.ok("verify", "-r", repo, "--read-data")
 	out := filepath.Join(e.dir, "restored")
 	e.ok("restore", "-r", repo, "--vm", "db", "--target", out)

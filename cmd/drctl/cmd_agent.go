@@ -82,13 +82,25 @@ func (a *app) agentCommand() *cobra.Command {
 					a.log.Info("config reloaded", "file", cfg.File)
 				}
 			}()
-			return ag.Run(cmd.Context())
+			if err := ag.Run(cmd.Context()); err != nil {
+				return err
+			}
+			// Stopped by a signal, at a safe point: exit 130 as every
+			// interrupted command does (the unit file counts it as a
+			// clean stop).
+			if cmd.Context().Err() != nil {
+				return errStopped
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "replicate every VM once, apply retention, and exit")
 	cmd.Flags().BoolVar(&prune, "prune", false, "with --once: also prune the repositories")
 	return cmd
 }
+
+// errStopped ends an agent stopped by SIGTERM or Ctrl-C: exit 130.
+var errStopped = fmt.Errorf("agent stopped at a safe point: %w", context.Canceled)
 
 // defaultSiteDir is where drills run when nothing else says.
 func (a *app) defaultSiteDir() string {
