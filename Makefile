@@ -44,7 +44,7 @@ staticcheck:
 bench-tools: ## install restic into .tools/bin for the side-by-side benchmark
 	@bash scripts/go-tool.sh $(TOOLS_BIN) github.com/restic/restic/cmd/restic $(RESTIC_VERSION)
 
-deps: ## install the Debian packages the tests need when missing (QEMU, a guest kernel and busybox, qemu-utils, e2fsprogs, chromium, time)
+deps: ## install the Debian packages the tests need when missing (QEMU, a guest kernel and busybox, qemu-utils, e2fsprogs, chromium, time, gcc for -race)
 	@bash scripts/install-deps.sh
 
 test: deps tools ## gofmt, staticcheck, go vet and go test of every package, with a summary (installs deps and tools first)

@@ -15,6 +15,8 @@ deps=(
   "e2fsprogs:mkfs.ext4"    # mkfs.ext4 -d: VM-like ext4 images for the benchmark
   "time:/usr/bin/time"     # /usr/bin/time -v: max RSS when measuring by hand
   "chromium:chromium"      # headless rendering check of the drill report
+  "gcc:gcc"                # go test -race needs cgo, so a C compiler…
+  "libc6-dev:"             # …and the C library headers (only recommended by gcc)
   "$@"
 )
 
