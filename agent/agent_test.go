@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -621,5 +622,108 @@ vms:
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAgentGroup runs a consistency group of two running guests on the
+// agent's schedule: every run snapshots both at one instant (one group id
+// for the pair), retention keeps what each VM's rules say, and the
+// metrics count both VMs.
+func TestAgentGroup(t *testing.T) {
+	var vms [2]*testvm.VM
+	for i := range vms {
+		vm, err := testvm.Start(t.Context(), t, testvm.Options{Mode: testvm.ModeScatter, ScatterRate: 20, Disks: []testvm.Disk{{Size: 8 << 20}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms[i] = vm
+	}
+	dir, open := testRepo(t, nil)
+	cfg := loadConfig(t, fmt.Sprintf(`
+repository: %s
+agent: {prune: "off"}
+vms:
+  app:
+    qmp: %s
+    group: shop
+    schedule: "*/3 * * * * *"
+    keep: {last: 2}
+  db:
+    qmp: %s
+    group: shop
+    keep: {last: 3}
+`, dir, vms[0].QMPSocket(), vms[1].QMPSocket()))
+	ag, err := New(Options{Config: cfg, Site: "primary", Host: "hv1", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ag.Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	deadline := time.Now().Add(90 * time.Second)
+	for testutilValue(ag, "drctl_vm_replications_total", "db", "ok") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the group did not replicate 4 times in 90 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := open(t.Context(), config.Repository{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupIDs := map[string][]string{} // group id -> VMs
+	counts := map[string]int{}
+	for _, vm := range []string{"app", "db"} {
+		refs, err := r.ListSnapshots(t.Context(), vm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[vm] = len(refs)
+		for _, ref := range refs {
+			s, err := r.LoadSnapshot(t.Context(), ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gid string
+			for _, tag := range s.Tags {
+				if v, ok := strings.CutPrefix(tag, "group-id="); ok {
+					gid = v
+				}
+			}
+			if gid == "" || !slices.Contains(s.Tags, "group=shop") {
+				t.Fatalf("%s snapshot %s: tags %v, want group=shop and a group id", vm, ref.ID[:8], s.Tags)
+			}
+			groupIDs[gid] = append(groupIDs[gid], vm)
+		}
+	}
+	if counts["app"] != 2 || counts["db"] != 3 {
+		t.Fatalf("kept app %d (keep last 2), db %d (keep last 3)", counts["app"], counts["db"])
+	}
+	// The two newest runs kept both VMs: their ids pair up.
+	pairs := 0
+	for gid, members := range groupIDs {
+		slices.Sort(members)
+		if slices.Equal(members, []string{"app", "db"}) {
+			pairs++
+		} else if len(members) != 1 || members[0] != "db" {
+			t.Fatalf("group id %s holds %v", gid, members)
+		}
+	}
+	if pairs != 2 {
+		t.Fatalf("%d group ids shared by app and db, want 2: %v", pairs, groupIDs)
+	}
+	m := scrape(t, srv.URL)
+	if a, d := metric(t, m, `drctl_vm_replications_total{result="ok", vm="app"}`), metric(t, m, `drctl_vm_replications_total{result="ok", vm="db"}`); a != d {
+		t.Fatalf("runs: app %v, db %v: a group replicates together", a, d)
+	}
+	if v := metric(t, m, `drctl_vm_snapshots{vm="db"}`); v != 3 {
+		t.Fatalf("snapshots of db: %v", v)
 	}
 }

@@ -48,9 +48,45 @@ func (c *Config) validate() error {
 		c.VMs[name] = vm
 		c.validateVM(name, vm, diskOwner)
 	}
+	c.validateGroups()
 	c.validateAgent()
 	c.validateDrills()
 	return c.problems.Err()
+}
+
+// validateGroups checks what the VMs of a consistency group share: one job
+// snapshots them all at one instant, so they have one schedule (set on any
+// of them, or the same on several) and one repository.
+func (c *Config) validateGroups() {
+	type shared struct{ schedule, scheduleVM, repo, repoVM string }
+	groups := map[string]*shared{}
+	for _, name := range yamlstrict.SortedKeys(c.VMs) {
+		vm := c.VMs[name]
+		if vm.Group == "" {
+			continue
+		}
+		repo := vm.Repository
+		if repo == "" {
+			repo = c.Repository
+		}
+		g := groups[vm.Group]
+		if g == nil {
+			g = &shared{repo: repo, repoVM: name}
+			groups[vm.Group] = g
+		}
+		if repo != g.repo {
+			c.problems.Addf("vms."+name+".repository", "%q differs from the repository of vms.%s (%q): the VMs of group %s are committed together, to one repository",
+				repo, g.repoVM, g.repo, vm.Group)
+		}
+		switch {
+		case vm.Schedule == "":
+		case g.schedule == "":
+			g.schedule, g.scheduleVM = vm.Schedule, name
+		case vm.Schedule != g.schedule:
+			c.problems.Addf("vms."+name+".schedule", "%q differs from vms.%s.schedule (%q): the VMs of group %s are snapshotted together, on one schedule; set it on one of them, or the same on all",
+				vm.Schedule, g.scheduleVM, g.schedule, vm.Group)
+		}
+	}
 }
 
 func (c *Config) validateRepository(name string, r RepositoryConfig) {
