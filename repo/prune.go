@@ -40,6 +40,9 @@ const (
 	// DefaultPrunePollInterval is how often a waiting prune reads the
 	// leases again.
 	DefaultPrunePollInterval = 10 * time.Second
+	// DefaultStaleUploadAge: a pack upload still incomplete after a day
+	// is dead (a writer gives up on a part after minutes of retries).
+	DefaultStaleUploadAge = 24 * time.Hour
 )
 
 // PruneOptions tune Prune. The zero value is the safe default.
@@ -76,6 +79,10 @@ type PruneOptions struct {
 	// PollInterval is how often a waiting prune looks at the leases (0:
 	// DefaultPrunePollInterval).
 	PollInterval time.Duration
+	// StaleUploadAge is the age past which an incomplete upload of a pack
+	// (an S3 multipart upload whose writer was killed) is aborted (0:
+	// DefaultStaleUploadAge).
+	StaleUploadAge time.Duration
 }
 
 func (o *PruneOptions) fill() {
@@ -96,6 +103,9 @@ func (o *PruneOptions) fill() {
 	}
 	if o.MemoryLimit <= 0 {
 		o.MemoryLimit = DefaultPruneMemory
+	}
+	if o.StaleUploadAge <= 0 {
+		o.StaleUploadAge = DefaultStaleUploadAge
 	}
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = DefaultPruneWaitTimeout
@@ -146,6 +156,9 @@ type PruneResult struct {
 	// ObjectsLocked counts deletes refused by S3 Object Lock retention:
 	// those objects stay until it ends, and a later prune retries them.
 	ObjectsLocked int `json:"objects_locked"`
+	// UploadsAborted counts incomplete pack uploads of killed writers
+	// (S3 multipart uploads, invisible to listings but billed) aborted.
+	UploadsAborted int `json:"uploads_aborted"`
 
 	IndexFilesBefore int `json:"index_files_before"`
 	IndexFilesAfter  int `json:"index_files_after"`
@@ -296,7 +309,29 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (PruneResult,
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
 		err = fmt.Errorf("%w (%w)", err, cause)
 	}
+	if err == nil {
+		r.abortStaleUploads(ctx, opts, &res)
+	}
 	return res, err
+}
+
+// abortStaleUploads is step 5: the parts of pack uploads cut short by a
+// kill stay in an S3 bucket, unlisted and billed, until someone aborts
+// them (or a lifecycle rule does). A failure only warns: the bucket may
+// not grant s3:ListBucketMultipartUploads, and nothing else depends on it.
+func (r *Repository) abortStaleUploads(ctx context.Context, opts PruneOptions, res *PruneResult) {
+	c, ok := targets.As[targets.UploadCleaner](r.target)
+	if !ok {
+		return
+	}
+	n, err := c.AbortStaleUploads(ctx, dataPrefix, time.Now().Add(-opts.StaleUploadAge))
+	res.UploadsAborted = n
+	if n > 0 {
+		r.log.Info("prune: aborted incomplete pack uploads left by killed writers", "uploads", n)
+	}
+	if err != nil {
+		r.log.Warn("prune: could not abort incomplete pack uploads (they stay billed until a lifecycle rule removes them)", "err", err)
+	}
 }
 
 // pruneMark is step 3: a third pass over the index writes, batch by batch,

@@ -32,6 +32,9 @@ func NewRateLimited(t Target, lim *rate.Limiter) *RateLimited {
 	return &RateLimited{Target: t, lim: lim}
 }
 
+// Unwrap returns the wrapped target.
+func (r *RateLimited) Unwrap() Target { return r.Target }
+
 // wait takes n bytes from the limiter, in bursts.
 func (r *RateLimited) wait(ctx context.Context, n int) error {
 	for n > 0 {

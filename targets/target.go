@@ -109,3 +109,30 @@ func IsTransient(err error) bool {
 	var t *transientError
 	return errors.As(err, &t)
 }
+
+// UploadCleaner is implemented by targets where an upload cut short leaves
+// parts behind that List does not show but the store keeps and bills: S3
+// multipart uploads whose process was killed before it could abort them.
+type UploadCleaner interface {
+	// AbortStaleUploads aborts the incomplete uploads of keys under prefix
+	// started before olderThan, and returns how many it aborted.
+	AbortStaleUploads(ctx context.Context, prefix string, olderThan time.Time) (int, error)
+}
+
+// As finds a target of type T in t or in the targets it wraps (wrappers
+// have an Unwrap method), for the optional interfaces such as
+// UploadCleaner.
+func As[T any](t Target) (T, bool) {
+	for t != nil {
+		if v, ok := t.(T); ok {
+			return v, true
+		}
+		u, ok := t.(interface{ Unwrap() Target })
+		if !ok {
+			break
+		}
+		t = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

@@ -131,6 +131,9 @@ func (a *app) runPrune(cmd *cobra.Command, opts repo.PruneOptions) error {
 	a.printf("%s %s: deleted %d packs (%d unindexed), repacked %d, index files %d -> %d; %d packs left\n",
 		verb, units.Bytes(res.BytesFreed), res.PacksDeleted, res.UnindexedDeleted, res.PacksRepacked,
 		res.IndexFilesBefore, res.IndexFilesAfter, res.PacksAfter)
+	if res.UploadsAborted > 0 {
+		a.printf("aborted %d incomplete pack uploads left by killed writers\n", res.UploadsAborted)
+	}
 	if res.PacksWaiting > 0 {
 		a.printf("%d condemned packs (%s) wait for %d writers that started before they were marked; the next prune deletes them\n",
 			res.PacksWaiting, units.Bytes(res.BytesWaiting), len(res.LeasesBlocking))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -42,6 +43,7 @@ func RunS3(t *testing.T, srv *s3test.Server, newTarget func(t *testing.T, cfg S3
 	t.Run("Transient", func(t *testing.T) { testS3Transient(t, srv, base(t), newTarget) })
 	t.Run("LostAnswer", func(t *testing.T) { testS3LostAnswer(t, srv, base(t), newTarget) })
 	t.Run("AbortMultipart", func(t *testing.T) { testS3Abort(t, srv, base(t), newTarget) })
+	t.Run("StaleUploads", func(t *testing.T) { testS3StaleUploads(t, srv, base(t), newTarget) })
 	t.Run("Requests", func(t *testing.T) { testS3Requests(t, base(t), newTarget) })
 }
 
@@ -180,6 +182,47 @@ func testS3Abort(t *testing.T, srv *s3test.Server, cfg S3Config, newTarget func(
 	}
 	if _, err := tg.PutIfAbsent(ctx, "big", data); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testS3StaleUploads leaves multipart uploads behind, as a killed process
+// would, and checks AbortStaleUploads aborts those under the prefix begun
+// before the cut-off, and only those.
+func testS3StaleUploads(t *testing.T, srv *s3test.Server, cfg S3Config, newTarget func(*testing.T, S3Config) targets.Target) {
+	ctx := t.Context()
+	tg := newTarget(t, cfg)
+	c, ok := targets.As[targets.UploadCleaner](targets.NewRetry(targets.NewCounting(tg), targets.FastRetryOptions()))
+	if !ok {
+		t.Fatal("the target, under the retry and counting wrappers, is no UploadCleaner")
+	}
+	raw := srv.Client()
+	begin := func(key string) {
+		if _, err := raw.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	begin("data/ab/killed-1")
+	begin("data/cd/killed-2")
+	begin("index/other")
+	uploads := func() []string {
+		out, err := raw.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(cfg.Bucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, u := range out.Uploads {
+			keys = append(keys, aws.ToString(u.Key))
+		}
+		return keys
+	}
+	if n, err := c.AbortStaleUploads(ctx, "data/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("uploads begun just now, cut-off an hour ago: aborted %d, %v", n, err)
+	}
+	if n, err := c.AbortStaleUploads(ctx, "data/", time.Now().Add(time.Minute)); err != nil || n != 2 {
+		t.Fatalf("aborted %d, %v; want the 2 under data/", n, err)
+	}
+	if keys := uploads(); len(keys) != 1 || keys[0] != "index/other" {
+		t.Fatalf("uploads left: %v, want only index/other", keys)
 	}
 }
 
