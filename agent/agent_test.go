@@ -109,6 +109,43 @@ func metric(t *testing.T, m map[string]*model.Sample, name string) float64 {
 	return float64(s.Value)
 }
 
+// startAgent runs ag in the background. stop ends it and fails the test
+// unless Run returns nil within 30 s; it also runs at the test's end.
+func startAgent(t *testing.T, ag *Agent) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("the agent did not stop within 30 s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestAgentSchedules runs the agent with second-granular schedules over
 // an image file that changes and a running test guest: snapshots appear
 // on schedule, retention keeps exactly what the rules say, prune runs,
@@ -144,9 +181,7 @@ vms:
 	}
 	srv := httptest.NewServer(ag.Handler())
 	defer srv.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
+	stop := startAgent(t, ag)
 
 	// The image keeps changing, as a running VM's would.
 	stopWrites := make(chan struct{})
@@ -211,15 +246,7 @@ vms:
 		t.Fatalf("healthz: %v %v", resp, err)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the agent did not stop within 30 s")
-	}
+	stop()
 	r, err := open(t.Context(), config.Repository{})
 	if err != nil {
 		t.Fatal(err)
@@ -282,20 +309,7 @@ vms:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	waitFor := func(what string, d time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	startAgent(t, ag)
 	last := func() (Alert, int) {
 		amu.Lock()
 		defer amu.Unlock()
@@ -304,14 +318,14 @@ vms:
 		}
 		return alerts[len(alerts)-1], len(alerts)
 	}
-	waitFor("a first snapshot", 10*time.Second, func() bool {
+	waitFor(t, "a first snapshot", 10*time.Second, func() bool {
 		return testutilValue(ag, `drctl_vm_replications_total`, "db", "ok") >= 1
 	})
 	// The target goes down: every write fails.
 	mu.Lock()
 	rule := faulty.Add(targets.Fault{Ops: []targets.Op{targets.OpPut, targets.OpPutIfAbsent}})
 	mu.Unlock()
-	waitFor("the violated alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "violated" })
+	waitFor(t, "the violated alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "violated" })
 	a, n := last()
 	if a.VM != "db" || a.Site != "primary" || a.TargetSeconds != 3 || a.RPOSeconds <= 3 || n != 1 {
 		t.Fatalf("alert: %+v (%d alerts)", a, n)
@@ -323,12 +337,10 @@ vms:
 	mu.Lock()
 	faulty.Clear()
 	mu.Unlock()
-	waitFor("the recovered alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "recovered" })
+	waitFor(t, "the recovered alert", 15*time.Second, func() bool { a, _ := last(); return a.State == "recovered" })
 	if _, n := last(); n != 2 {
 		t.Fatalf("%d alerts, want violated then recovered", n)
 	}
-	cancel()
-	<-done
 }
 
 // replicateFile takes a snapshot of an image file.
@@ -390,18 +402,9 @@ func TestAgentScheduledDrill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for testutilValue(ag, "drctl_drills_total", "", "passed") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no drill passed within 30 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	stop := startAgent(t, ag)
+	waitFor(t, "a drill to pass", 30*time.Second, func() bool { return testutilValue(ag, "drctl_drills_total", "", "passed") >= 1 })
+	stop()
 	refs, err := os.ReadDir(filepath.Join(dir, "drills", "nightly"))
 	if err != nil || len(refs) < 1 {
 		t.Fatalf("drill records: %v %v", refs, err)
@@ -425,9 +428,7 @@ func TestAgentOverrun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
+	stop := startAgent(t, ag)
 	// A reload while a run is under way must not start a second one.
 	for range 3 {
 		time.Sleep(2 * time.Second)
@@ -436,8 +437,7 @@ func TestAgentOverrun(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	cancel()
-	<-done
+	stop()
 	ok, skipped := testutilValue(ag, "drctl_vm_replications_total", "db", "ok"), testutilValue(ag, "drctl_vm_replications_total", "db", "skipped")
 	t.Logf("in 7 s: %v runs, %v slots skipped, at most %d commits at once", ok, skipped, most.Load())
 	if skipped < 3 || ok < 1 || ok > 3 || most.Load() != 1 {
@@ -589,40 +589,24 @@ vms:
 		}
 		return len(refs)
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 	ag, err := New(Options{Config: cfgFor(dirs[0], pwFile), Site: "primary", Open: open, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	waitFor("a snapshot in the first repository", func() bool { return count(dirs[0]) > 0 })
+	startAgent(t, ag)
+	waitFor(t, "a snapshot in the first repository", 20*time.Second, func() bool { return count(dirs[0]) > 0 })
 
 	if err := ag.Reload(cfgFor(dirs[1], pwFile)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("a snapshot in the repository the reload moved the VM to", func() bool { return count(dirs[1]) > 0 })
+	waitFor(t, "a snapshot in the repository the reload moved the VM to", 20*time.Second, func() bool { return count(dirs[1]) > 0 })
 
 	err = ag.Reload(cfgFor(dirs[0], filepath.Join(t.TempDir(), "missing")))
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("reload with an unreadable password file: %v, want a refusal naming the file", err)
 	}
 	n := count(dirs[1])
-	waitFor("a snapshot under the config kept after the refusal", func() bool { return count(dirs[1]) > n })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "a snapshot under the config kept after the refusal", 20*time.Second, func() bool { return count(dirs[1]) > n })
 }
 
 // TestAgentGroup runs a consistency group of two running guests on the
@@ -659,20 +643,9 @@ vms:
 	}
 	srv := httptest.NewServer(ag.Handler())
 	defer srv.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	deadline := time.Now().Add(90 * time.Second)
-	for testutilValue(ag, "drctl_vm_replications_total", "db", "ok") < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("the group did not replicate 4 times in 90 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop := startAgent(t, ag)
+	waitFor(t, "4 runs of the group", 90*time.Second, func() bool { return testutilValue(ag, "drctl_vm_replications_total", "db", "ok") >= 4 })
+	stop()
 
 	r, err := open(t.Context(), config.Repository{})
 	if err != nil {
