@@ -235,9 +235,7 @@ func TestAgentDaemon(t *testing.T) {
 	// SIGTERM: a stop at a safe point, exit 130 like any interrupted command.
 	stopAgent(t, agent, syscall.SIGTERM, log)
 	e.ok("verify", "-r", repo, "--read-data")
-	out := filepath.Join(e.dir, "restored")
-	e.ok("restore", "-r", repo, "--vm", "big", "--target", out)
-	sameFile(t, img, filepath.Join(out, "big.img"))
+	e.restoreSame(repo, "big", img)
 }
 
 // TestAgentTargetDown: the S3 server of the repository crashes while the
@@ -326,7 +324,5 @@ func TestAgentTargetDown(t *testing.T) {
 	}
 	stopAgent(t, cmd, os.Interrupt, log) // Ctrl-C
 	e.ok("verify", "-r", repo, "--read-data")
-	out := filepath.Join(e.dir, "restored")
-	e.ok("restore", "-r", repo, "--vm", "db", "--target", out)
-	sameFile(t, img, filepath.Join(out, "db.img"))
+	e.restoreSame(repo, "db", img)
 }

@@ -116,9 +116,7 @@ wait:
 		t.Fatalf("the rerun stored %d new bytes: nothing of the killed run was reused (index files %v, packs %d)", s.BytesNew, indexFiles(t, repo), len(packFiles(t, repo)))
 	}
 	e.ok("verify", "-r", repo, "--read-data")
-	out := filepath.Join(e.dir, "out")
-	e.ok("restore", "-r", repo, "--vm", "big", "--target", out)
-	sameFile(t, img, filepath.Join(out, "big.img"))
+	e.restoreSame(repo, "big", img)
 }
 
 // indexFiles lists the complete index files (not the target's temporary
@@ -159,9 +157,7 @@ func TestForgetPrune(t *testing.T) {
 	e.ok("verify", "-r", repo, "--read-data")
 	e.ok("prune", "-r", repo, "--grace", "0")
 	e.ok("verify", "-r", repo, "--read-data")
-	out := filepath.Join(e.dir, "out")
-	e.ok("restore", "-r", repo, "--vm", "a", "--target", out)
-	sameFile(t, img, filepath.Join(out, "a.img"))
+	e.restoreSame(repo, "a", img)
 }
 
 // TestKeys: a second password opens the repository; the key in use cannot

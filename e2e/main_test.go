@@ -132,6 +132,15 @@ func (e *env) fails(code int, want string, args ...string) result {
 }
 
 // s3Repo makes a fresh bucket and returns a repository URL in it.
+// restoreSame restores vm's latest snapshot from repo and checks that its
+// disk named like img holds exactly img's bytes.
+func (e *env) restoreSame(repo, vm, img string) {
+	e.t.Helper()
+	out := e.t.TempDir()
+	e.ok("restore", "-r", repo, "--vm", vm, "--target", out)
+	sameFile(e.t, img, filepath.Join(out, filepath.Base(img)))
+}
+
 func (e *env) s3Repo() string {
 	e.t.Helper()
 	return "s3:" + s3srv.Endpoint + "/" + s3srv.NewBucket(e.t) + "/repo"
