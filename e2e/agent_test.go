@@ -80,12 +80,28 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// TestAgentDaemon runs the built `drctl agent`: it is killed with SIGKILL
-// mid-upload and restarted (nothing lost, the upload is reused), reloads
-// its config on SIGHUP (refusing a bad one), and stops on SIGTERM.
+// TestAgentDaemon runs the built `drctl agent`, on a local repository and
+// on one in a real S3 server: it is killed with SIGKILL mid-upload and
+// restarted (nothing lost, the upload is reused), reloads its config on
+// SIGHUP (refusing a bad one), and stops on SIGTERM.
 func TestAgentDaemon(t *testing.T) {
-	e := newEnv(t)
-	repo := filepath.Join(e.dir, "repo")
+	t.Run("local", func(t *testing.T) {
+		e := newEnv(t)
+		repo := filepath.Join(e.dir, "repo")
+		testAgentDaemon(t, e, repo, repo)
+	})
+	t.Run("s3", func(t *testing.T) {
+		e := newEnv(t)
+		bucket := s3srv.NewBucket(t)
+		// The S3 server keeps each object as a file under its root: the
+		// test watches the leases there, as on the local repository.
+		testAgentDaemon(t, e, "s3:"+s3srv.Endpoint+"/"+bucket+"/repo", filepath.Join(s3srv.Root, bucket, "repo"))
+	})
+}
+
+// testAgentDaemon is TestAgentDaemon on repository repo, whose objects
+// are the files under dir.
+func testAgentDaemon(t *testing.T, e *env, repo, dir string) {
 	e.ok("init", "-r", repo)
 	img := filepath.Join(e.dir, "big.img")
 	makeImage(t, img, 64<<20, 5)
@@ -132,12 +148,12 @@ func TestAgentDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	packsBefore := len(packFiles(t, repo))
+	packsBefore := len(packFiles(t, dir))
 	agent, log := start()
 	// Kill once a pack is uploaded and recorded in the writer's lease (the
 	// next run finds it there), and before the snapshot is committed.
 	waitUntil(t, "an uploaded pack of the next run", time.Minute, func() bool {
-		leases, _ := filepath.Glob(filepath.Join(repo, "leases", "*"))
+		leases, _ := filepath.Glob(filepath.Join(dir, "leases", "*"))
 		for _, l := range leases {
 			if b, _ := os.ReadFile(l); strings.Contains(string(b), `"unindexed"`) {
 				return true
@@ -153,9 +169,9 @@ func TestAgentDaemon(t *testing.T) {
 		// nothing to prove about resuming.
 		t.Fatalf("%d snapshots after killing the agent mid-upload, want 1 (the kill came too late)\n%s", len(rows), log)
 	}
-	uploaded := len(packFiles(t, repo)) - packsBefore
+	uploaded := len(packFiles(t, dir)) - packsBefore
 	leaseDump := ""
-	if ls, _ := filepath.Glob(filepath.Join(repo, "leases", "*")); len(ls) > 0 {
+	if ls, _ := filepath.Glob(filepath.Join(dir, "leases", "*")); len(ls) > 0 {
 		for _, l := range ls {
 			b, _ := os.ReadFile(l)
 			leaseDump += string(b) + "\n"
