@@ -39,6 +39,9 @@ type Options struct {
 	// site nothing more is committed here.
 	Fence Fencer
 	Site  string
+	// StallTimeout abandons the run with ErrStalled when it makes no
+	// progress for this long (0: DefaultStallTimeout; negative: never).
+	StallTimeout time.Duration
 	// Workers compress and encrypt in parallel (default GOMAXPROCS).
 	Workers  int
 	Counters *Counters
@@ -62,9 +65,12 @@ func (o *Options) checkFence(ctx context.Context) error {
 // VM's latest snapshot. Nothing is committed unless every disk was stored:
 // on error the repository may hold unreferenced packs, never a partial
 // snapshot.
-func Run(ctx context.Context, r *repo.Repository, opts Options) (*repo.Snapshot, error) {
+func Run(ctx context.Context, r *repo.Repository, opts Options) (_ *repo.Snapshot, err error) {
 	start := time.Now()
 	opts.fill()
+	ctx, stop := watchStall(ctx, opts.StallTimeout, opts.Counters.progress)
+	defer stop()
+	defer func() { err = stalled(ctx, err) }()
 	if !repo.NameRE.MatchString(opts.VM) {
 		return nil, fmt.Errorf("vm name %q: use letters, digits, '.', '_' and '-'", opts.VM)
 	}
@@ -166,6 +172,21 @@ func sessionJobs(ctx context.Context, r *repo.Repository, sess *qemuSession, opt
 // and a shared group id; the manifests are committed one after the other.
 func RunGroup(ctx context.Context, r *repo.Repository, group string, members []Options) (_ []*repo.Snapshot, err error) {
 	start := time.Now()
+	members = slices.Clone(members)
+	for i := range members {
+		members[i].fill()
+	}
+	if len(members) > 0 {
+		var stop func()
+		ctx, stop = watchStall(ctx, members[0].StallTimeout, func() (n int64) {
+			for _, o := range members {
+				n += o.Counters.progress()
+			}
+			return n
+		})
+		defer stop()
+		defer func() { err = stalled(ctx, err) }()
+	}
 	gid := repo.NewSnapshotID()
 	type member struct {
 		opts Options
@@ -195,7 +216,6 @@ func RunGroup(ctx context.Context, r *repo.Repository, group string, members []O
 		if o.QEMU == nil {
 			return nil, fmt.Errorf("group %s: vm %s has no QMP socket: a consistency group needs running VMs", group, o.VM)
 		}
-		o.fill()
 		if err := o.checkFence(ctx); err != nil {
 			return nil, fmt.Errorf("group %s: %w", group, err)
 		}
@@ -288,6 +308,12 @@ func (o *Options) fill() {
 	if o.Consistency == "" {
 		o.Consistency = repo.ConsistencyNone
 	}
+	switch {
+	case o.StallTimeout == 0:
+		o.StallTimeout = DefaultStallTimeout
+	case o.StallTimeout < 0:
+		o.StallTimeout = 0
+	}
 }
 
 // newSnapshot starts the manifest of a snapshot of o.VM.
@@ -331,6 +357,7 @@ func store(ctx context.Context, r *repo.Repository, opts Options, snap *repo.Sna
 	if err != nil {
 		return nil, err
 	}
+	defer mirrorStored(opts.Counters, func() int64 { return w.Stats().BytesStored })()
 	for _, j := range jobs {
 		j.r, j.w, j.counters, j.log, j.workers = r, w, opts.Counters, opts.Logger, opts.Workers
 		d, err := j.run(ctx)
