@@ -123,13 +123,20 @@ func Run(ctx context.Context, c Check, t Target) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var lastErr error // of the last attempt that ran its course
 	for {
 		res.Attempts++
 		out, err := attempt(ctx)
-		res.Output = capOutput(out)
 		if err == nil {
+			res.Output = capOutput(out)
 			return finish(nil)
 		}
+		if ctx.Err() != nil && lastErr != nil {
+			// The deadline cut this attempt short ("i/o timeout"): the one
+			// before says why the check failed ("connection refused").
+			return finish(giveUp(ctx, res.Started.Add(timeout), res.Attempts, timeout, lastErr))
+		}
+		res.Output, lastErr = capOutput(out), err
 		select {
 		case <-ctx.Done():
 			return finish(giveUp(ctx, res.Started.Add(timeout), res.Attempts, timeout, err))

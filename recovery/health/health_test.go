@@ -247,3 +247,15 @@ func refusingAddr(t *testing.T) string {
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
+
+// TestCutAttemptReportsTheOneBefore: when the deadline cuts an attempt
+// short, the result says why the last whole attempt failed, not "timeout".
+func TestCutAttemptReportsTheOneBefore(t *testing.T) {
+	counter := filepath.Join(t.TempDir(), "n")
+	script := `n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n >"$1"; if [ $n -eq 1 ]; then echo "port 80 closed"; exit 3; fi; exec sleep 10`
+	c := health.Check{Kind: health.KindCommand, Command: []string{"/bin/sh", "-c", script, "sh", counter}, Timeout: 500 * time.Millisecond, Interval: 10 * time.Millisecond}
+	res := health.Run(t.Context(), c, health.Target{})
+	if res.OK || res.Attempts != 2 || res.Output != "port 80 closed\n" || !strings.Contains(res.Err, "exit status 3") {
+		t.Fatalf("result %+v", res)
+	}
+}
