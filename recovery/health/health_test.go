@@ -253,7 +253,7 @@ func refusingAddr(t *testing.T) string {
 func TestCutAttemptReportsTheOneBefore(t *testing.T) {
 	counter := filepath.Join(t.TempDir(), "n")
 	script := `n=$(cat "$1" 2>/dev/null || echo 0); n=$((n+1)); echo $n >"$1"; if [ $n -eq 1 ]; then echo "port 80 closed"; exit 3; fi; exec sleep 10`
-	c := health.Check{Kind: health.KindCommand, Command: []string{"/bin/sh", "-c", script, "sh", counter}, Timeout: 500 * time.Millisecond, Interval: 10 * time.Millisecond}
+	c := health.Check{Kind: health.KindCommand, Command: []string{"/bin/sh", "-c", script, "sh", counter}, Timeout: 2 * time.Second, Interval: 10 * time.Millisecond}
 	res := health.Run(t.Context(), c, health.Target{})
 	if res.OK || res.Attempts != 2 || res.Output != "port 80 closed\n" || !strings.Contains(res.Err, "exit status 3") {
 		t.Fatalf("result %+v", res)
