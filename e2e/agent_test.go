@@ -151,9 +151,11 @@ func testAgentDaemon(t *testing.T, e *env, repo, dir string) {
 	packsBefore := len(packFiles(t, dir))
 	agent, log := start()
 	// Kill once a pack is uploaded and recorded in the writer's lease (the
-	// next run finds it there), and before the snapshot is committed.
+	// next run finds it there), and before the snapshot is committed. Only
+	// lease objects count: a local target's half-written .tmp- file is not
+	// one, and a kill before its rename leaves the old lease.
 	waitUntil(t, "an uploaded pack of the next run", time.Minute, func() bool {
-		leases, _ := filepath.Glob(filepath.Join(dir, "leases", "*"))
+		leases, _ := filepath.Glob(filepath.Join(dir, "leases", "[^.]*"))
 		for _, l := range leases {
 			if b, _ := os.ReadFile(l); strings.Contains(string(b), `"unindexed"`) {
 				return true
@@ -171,7 +173,7 @@ func testAgentDaemon(t *testing.T, e *env, repo, dir string) {
 	}
 	uploaded := len(packFiles(t, dir)) - packsBefore
 	leaseDump := ""
-	if ls, _ := filepath.Glob(filepath.Join(dir, "leases", "*")); len(ls) > 0 {
+	if ls, _ := filepath.Glob(filepath.Join(dir, "leases", "[^.]*")); len(ls) > 0 {
 		for _, l := range ls {
 			b, _ := os.ReadFile(l)
 			leaseDump += string(b) + "\n"

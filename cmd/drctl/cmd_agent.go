@@ -73,13 +73,15 @@ func (a *app) agentCommand() *cobra.Command {
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
+					// Logged before counted: whoever sees the count finds
+					// the reason in the log.
 					cfg, err := a.reloadAgent(ag, targets, metrics)
-					ag.ReloadResult(err)
 					if err != nil {
 						a.log.Error("config reload refused: the old config keeps running", "err", err)
-						continue
+					} else {
+						a.log.Info("config reloaded", "file", cfg.File)
 					}
-					a.log.Info("config reloaded", "file", cfg.File)
+					ag.ReloadResult(err)
 				}
 			}()
 			if err := ag.Run(cmd.Context()); err != nil {
