@@ -15,10 +15,11 @@ import (
 	"github.com/drctl/drctl/targets"
 )
 
-// TestCancelledRunResumes: a replication stopped mid-upload (SIGTERM to
-// the agent cancels its context) commits nothing, indexes the packs it
-// uploaded, and the next run stores only the rest.
-func TestCancelledRunResumes(t *testing.T) {
+// faultyRepo makes a repository of 1 MiB packs on a target that faults
+// on demand, and a 16 MiB image to replicate into it: the setup of the
+// tests of runs that stop or stall half way.
+func faultyRepo(t *testing.T) (*repo.Repository, *targets.Faulty, *memtarget.Target, string) {
+	t.Helper()
 	mt := memtarget.New()
 	f := targets.NewFaulty(mt)
 	r, err := repo.Init(t.Context(), f, "pw", repo.Options{KDF: repo.FastKDF, Tune: func(c *repo.Config) { c.PackSize = 1 << 20 }})
@@ -27,6 +28,14 @@ func TestCancelledRunResumes(t *testing.T) {
 	}
 	img := filepath.Join(t.TempDir(), "disk.img")
 	testimg.Write(t, img, 16<<20, 9)
+	return r, f, mt, img
+}
+
+// TestCancelledRunResumes: a replication stopped mid-upload (SIGTERM to
+// the agent cancels its context) commits nothing, indexes the packs it
+// uploaded, and the next run stores only the rest.
+func TestCancelledRunResumes(t *testing.T) {
+	r, f, mt, img := faultyRepo(t)
 	// Slow uploads, so the run is still uploading when it is stopped.
 	f.Add(targets.Fault{Ops: []targets.Op{targets.OpPut}, KeyPrefix: "data/", Delay: 100 * time.Millisecond})
 	packs := func() int {

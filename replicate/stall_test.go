@@ -10,29 +10,20 @@ import (
 	"time"
 
 	"github.com/drctl/drctl/internal/memtarget"
-	"github.com/drctl/drctl/internal/testimg"
 	"github.com/drctl/drctl/replicate"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
 )
 
 // TestStalledTargetFails: the target stops answering (its puts hang, with
-// no error). The run fails with ErrStalled after
-// the stall timeout, not a cancellation, commits nothing, and a run after
+// no error). The run fails with ErrStalled after the stall timeout, not a cancellation, commits nothing, and a run after
 // the target is back stores the snapshot.
 func TestStalledTargetFails(t *testing.T) {
-	mt := memtarget.New()
-	f := targets.NewFaulty(mt)
-	r, err := repo.Init(t.Context(), f, "pw", repo.Options{KDF: repo.FastKDF, Tune: func(c *repo.Config) { c.PackSize = 1 << 20 }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := filepath.Join(t.TempDir(), "disk.img")
-	testimg.Write(t, img, 16<<20, 9)
+	r, f, _, img := faultyRepo(t)
 	// The disk is read (progress) until uploads back up; they never end.
 	f.Add(targets.Fault{Ops: []targets.Op{targets.OpPut}, KeyPrefix: "data/", Delay: time.Hour})
 	start := time.Now()
-	_, err = replicate.Run(t.Context(), r, replicate.Options{VM: "vm", Disks: []replicate.Disk{{Path: img}}, StallTimeout: time.Second})
+	_, err := replicate.Run(t.Context(), r, replicate.Options{VM: "vm", Disks: []replicate.Disk{{Path: img}}, StallTimeout: time.Second})
 	took := time.Since(start)
 	if !errors.Is(err, replicate.ErrStalled) || errors.Is(err, context.Canceled) {
 		t.Fatalf("run against a hung target: %v, want ErrStalled (and no cancellation)", err)

@@ -4,9 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/drctl/drctl/internal/s3test"
 	"github.com/drctl/drctl/repo"
 	"github.com/drctl/drctl/targets"
@@ -28,23 +25,10 @@ func TestPruneAbortsStaleUploads(t *testing.T) {
 	}
 	r := initRepo(t, targets.NewRetry(tg, targets.FastRetryOptions()))
 	ctx := t.Context()
-	raw := srv.Client()
 	for _, key := range []string{"repo/data/ab/killed", "other/data/ab/not-ours"} {
-		if _, err := raw.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
-			t.Fatal(err)
-		}
+		srv.BeginUpload(t, bucket, key)
 	}
-	uploads := func() []string {
-		out, err := raw.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys []string
-		for _, u := range out.Uploads {
-			keys = append(keys, aws.ToString(u.Key))
-		}
-		return keys
-	}
+	uploads := func() []string { return srv.Uploads(t, bucket) }
 
 	res, err := r.Prune(ctx, repo.PruneOptions{Grace: -1})
 	if err != nil || res.UploadsAborted != 0 || len(uploads()) != 2 {

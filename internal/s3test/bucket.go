@@ -2,6 +2,7 @@ package s3test
 
 import (
 	"context"
+	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -30,4 +31,27 @@ func createBucket(ctx context.Context, s *Server, name string, lock bool) error 
 	}
 	_, err := s.Client().CreateBucket(ctx, in)
 	return err
+}
+
+// BeginUpload starts a multipart upload of key and leaves it incomplete,
+// as a process killed mid-upload would.
+func (s *Server) BeginUpload(t testing.TB, bucket, key string) {
+	t.Helper()
+	if _, err := s.Client().CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Uploads lists the keys of the bucket's incomplete multipart uploads.
+func (s *Server) Uploads(t testing.TB, bucket string) []string {
+	t.Helper()
+	out, err := s.Client().ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, u := range out.Uploads {
+		keys = append(keys, aws.ToString(u.Key))
+	}
+	return keys
 }

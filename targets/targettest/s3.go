@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/drctl/drctl/internal/s3test"
 	"github.com/drctl/drctl/targets"
 )
@@ -172,12 +169,8 @@ func testS3Abort(t *testing.T, srv *s3test.Server, cfg S3Config, newTarget func(
 			t.Fatalf("PutIfAbsent with a failed part: %v, want a transient error", err)
 		}
 		mustNotFound(t, tg, "big")
-		out, err := srv.Client().ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(cfg.Bucket)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out.Uploads) != 0 {
-			t.Fatalf("%d multipart uploads left after a failure", len(out.Uploads))
+		if left := srv.Uploads(t, cfg.Bucket); len(left) != 0 {
+			t.Fatalf("multipart uploads left after a failure: %v", left)
 		}
 	}
 	if _, err := tg.PutIfAbsent(ctx, "big", data); err != nil {
@@ -195,25 +188,8 @@ func testS3StaleUploads(t *testing.T, srv *s3test.Server, cfg S3Config, newTarge
 	if !ok {
 		t.Fatal("the target, under the retry and counting wrappers, is no UploadCleaner")
 	}
-	raw := srv.Client()
-	begin := func(key string) {
-		if _, err := raw.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(key)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	begin("data/ab/killed-1")
-	begin("data/cd/killed-2")
-	begin("index/other")
-	uploads := func() []string {
-		out, err := raw.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(cfg.Bucket)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys []string
-		for _, u := range out.Uploads {
-			keys = append(keys, aws.ToString(u.Key))
-		}
-		return keys
+	for _, key := range []string{"data/ab/killed-1", "data/cd/killed-2", "index/other"} {
+		srv.BeginUpload(t, cfg.Bucket, key)
 	}
 	if n, err := c.AbortStaleUploads(ctx, "data/", time.Now().Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("uploads begun just now, cut-off an hour ago: aborted %d, %v", n, err)
@@ -221,7 +197,7 @@ func testS3StaleUploads(t *testing.T, srv *s3test.Server, cfg S3Config, newTarge
 	if n, err := c.AbortStaleUploads(ctx, "data/", time.Now().Add(time.Minute)); err != nil || n != 2 {
 		t.Fatalf("aborted %d, %v; want the 2 under data/", n, err)
 	}
-	if keys := uploads(); len(keys) != 1 || keys[0] != "index/other" {
+	if keys := srv.Uploads(t, cfg.Bucket); len(keys) != 1 || keys[0] != "index/other" {
 		t.Fatalf("uploads left: %v, want only index/other", keys)
 	}
 }
